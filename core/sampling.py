@@ -1,0 +1,273 @@
+"""Signed distances to a mesh and the paper's importance-sampled training set.
+
+Sign: libigl's fast generalized winding number (inside where W > 0.5), so open, self-intersecting and
+non-manifold meshes still get a sensible inside. Distance: libigl's AABB tree. Both trees are built
+once per mesh (:class:`SignedDistance`) and answer batches afterwards.
+
+Importance sampling (paper §2.1.2): a uniform pool of ``pool`` points in the bounding ball is
+resampled with replacement to ``samples`` points with probability proportional to
+
+    w(x) = exp(-beta |d(x)|) * (1 + strength * importance(closest surface point of x)).
+
+We draw *exactly* from that distribution without computing d for the whole pool: a two-level grid
+gives every pool point a cheap lower bound ``l(x) <= |d(x)|`` (distance is 1-Lipschitz, so the
+distance at a cell's centre minus the cell's half diagonal bounds every point of the cell), hence an
+upper bound ``u(x) >= w(x)``. Pool indices are proposed with probability ``u / sum(u)`` and each
+proposal is accepted with probability ``w / u`` (rejection sampling). Accepted indices are
+independent draws with probability exactly ``w / sum(w)``, the same distribution as resampling the
+fully evaluated pool (total-variation distance 0, not an approximation), while exact distance queries
+are spent only on proposed points. Signs are computed only for the points finally kept.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .constants import BOUND_RADIUS, WINDING_INSIDE
+from .errors import InputError
+from .progress import check, report
+
+try:  # libigl is needed to sample, not to load or evaluate networks
+    import igl
+except ImportError:  # pragma: no cover - exercised only where libigl is missing
+    igl = None
+
+
+def _require_igl():
+    if igl is None:
+        raise InputError("libigl is not installed: it is needed to compute signed distances "
+                         "(pip install libigl)")
+
+
+class SignedDistance:
+    """Precomputed distance (AABB) and winding-number (fast winding number BVH) trees of one mesh.
+
+    V : (n, 3) float64, F : (m, 3) int64, in the frame the queries will use.
+    """
+
+    def __init__(self, V: np.ndarray, F: np.ndarray, vertex_weights: np.ndarray | None = None):
+        _require_igl()
+        self.V = np.ascontiguousarray(V, dtype=np.float64)
+        self.F = np.ascontiguousarray(F, dtype=np.int64)
+        self.vertex_weights = vertex_weights
+        self._aabb = igl.AABB()
+        self._aabb.init(self.V, self.F)
+        self._fwn = igl.FastWindingNumberBVH()
+        self._fwn.init(self.V, self.F)
+
+    def closest(self, Q: np.ndarray):
+        """Unsigned distance (k,), closest face (k,) and closest point (k, 3) for queries Q (k, 3)."""
+        Q = np.ascontiguousarray(Q, dtype=np.float64)
+        sq, I, C = self._aabb.squared_distance(self.V, self.F, Q)
+        return np.sqrt(np.maximum(sq, 0.0)), I, C
+
+    def unsigned(self, Q: np.ndarray) -> np.ndarray:
+        return self.closest(Q)[0]
+
+    def winding(self, Q: np.ndarray) -> np.ndarray:
+        """Generalized winding number (k,) at Q (k, 3)."""
+        return self._fwn.winding_number(np.ascontiguousarray(Q, dtype=np.float64))
+
+    def inside(self, Q: np.ndarray) -> np.ndarray:
+        return self.winding(Q) > WINDING_INSIDE
+
+    def signed(self, Q: np.ndarray) -> np.ndarray:
+        """Signed distance (k,), negative inside."""
+        d = self.unsigned(Q)
+        return np.where(self.inside(Q), -d, d)
+
+    def importance_at(self, I: np.ndarray, C: np.ndarray) -> np.ndarray:
+        """User importance at closest points C on faces I, interpolated from vertex weights."""
+        if self.vertex_weights is None:
+            return np.zeros(len(I))
+        tri = self.F[I]
+        a, b, c = self.V[tri[:, 0]], self.V[tri[:, 1]], self.V[tri[:, 2]]
+        bary = _barycentric(C, a, b, c)
+        w = self.vertex_weights[tri]
+        return (bary * w).sum(axis=1)
+
+
+def _barycentric(P, a, b, c):
+    """Barycentric coordinates of points P in triangles (a, b, c); degenerate triangles -> thirds."""
+    v0, v1, v2 = b - a, c - a, P - a
+    d00 = (v0 * v0).sum(1); d01 = (v0 * v1).sum(1); d11 = (v1 * v1).sum(1)
+    d20 = (v2 * v0).sum(1); d21 = (v2 * v1).sum(1)
+    den = d00 * d11 - d01 * d01
+    ok = np.abs(den) > 1e-30
+    safe = np.where(ok, den, 1.0)
+    v = np.where(ok, (d11 * d20 - d01 * d21) / safe, 1 / 3)
+    w = np.where(ok, (d00 * d21 - d01 * d20) / safe, 1 / 3)
+    u = 1.0 - v - w
+    return np.clip(np.stack([u, v, w], 1), 0.0, 1.0)
+
+
+@dataclass
+class SampleSet:
+    """Training data in the network frame: points (n, 3) float32 and signed distances (n,) float32."""
+
+    points: np.ndarray
+    sdf: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.points)
+
+
+def uniform_ball(n: int, rng: np.random.Generator, radius: float = BOUND_RADIUS) -> np.ndarray:
+    """(n, 3) float32 points uniform in the ball of ``radius``."""
+    X = rng.standard_normal((n, 3), dtype=np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X *= (radius * rng.random(n, dtype=np.float32) ** (1.0 / 3.0))[:, None]
+    return X
+
+
+def sample_surface(V: np.ndarray, F: np.ndarray, n: int, rng: np.random.Generator):
+    """n area-uniform points on the triangles: returns points (n, 3) float64 and face ids (n,)."""
+    areas = 0.5 * np.linalg.norm(np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]]), axis=1)
+    total = areas.sum()
+    if not total > 0:
+        raise InputError("the mesh has zero surface area")
+    cdf = np.cumsum(areas)
+    fid = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(F) - 1)
+    r1, r2 = rng.random(n), rng.random(n)
+    s = np.sqrt(r1)
+    bary = np.stack([1 - s, s * (1 - r2), s * r2], axis=1)
+    P = np.einsum("nk,nkd->nd", bary, V[F[fid]])
+    return P, fid
+
+
+#: Grid cells whose distance bound is below REFINE_BELOW_BETA / beta are refined (set by bench).
+REFINE_BELOW_BETA = 4.0
+
+
+class _DistanceBound:
+    """Lower bound of the unsigned distance anywhere in the ball, from a two-level grid.
+
+    Coarse cells of side 2/32 get the exact distance at their centre; cells near the surface are
+    split into 4^3 fine cells that get theirs. For a point p in a cell with centre c and half
+    diagonal h, |d(p)| >= d(c) - h because distance is 1-Lipschitz.
+    """
+
+    COARSE = 32
+    SPLIT = 4
+
+    def __init__(self, sd: SignedDistance, refine_below: float):
+        n, k = self.COARSE, self.SPLIT
+        fine = n * k
+        self.fine = fine
+        hc = 2.0 / n
+        c = -1.0 + hc * (np.arange(n) + 0.5)
+        centres = np.stack(np.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3)
+        dc = sd.unsigned(centres)
+        lb_coarse = np.maximum(dc - hc * np.sqrt(3) / 2, 0.0)
+        lb = np.repeat(np.repeat(np.repeat(lb_coarse.reshape(n, n, n), k, 0), k, 1), k, 2)
+        refine = np.nonzero(lb_coarse < refine_below)[0]
+        if len(refine):
+            hf = hc / k
+            ci = np.stack(np.unravel_index(refine, (n, n, n)), 1)             # (r, 3)
+            sub = np.stack(np.meshgrid(*[np.arange(k)] * 3, indexing="ij"), -1).reshape(-1, 3)
+            fi = (ci[:, None, :] * k + sub[None]).reshape(-1, 3)              # fine indices
+            fc = -1.0 + hf * (fi + 0.5)
+            df = sd.unsigned(fc)
+            lb[fi[:, 0], fi[:, 1], fi[:, 2]] = np.maximum(df - hf * np.sqrt(3) / 2, 0.0)
+        self.lb = lb.reshape(-1)
+        self.queries = len(centres) + len(refine) * k ** 3
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        idx = np.clip(((X + 1.0) * (self.fine / 2.0)).astype(np.int64), 0, self.fine - 1)
+        return self.lb[(idx[:, 0] * self.fine + idx[:, 1]) * self.fine + idx[:, 2]]
+
+
+def importance_sample(sd: SignedDistance, *, beta: float, pool: int, samples: int,
+                      rng: np.random.Generator, importance_strength: float = 0.0,
+                      progress=None, cancel=None) -> SampleSet:
+    """Draw ``samples`` points with replacement from a uniform pool, probability ∝ w (module doc).
+
+    sd must be built in the network frame (mesh inside the unit ball). Deterministic for a given rng
+    state. Returns a SampleSet with signed distances (negative inside).
+    """
+    t0 = time.perf_counter()
+    report(progress, stage="sampling", fraction=0.0, message="building the pool")
+    X = uniform_ball(pool, rng)
+    use_importance = sd.vertex_weights is not None and importance_strength > 0 \
+        and float(np.max(sd.vertex_weights, initial=0.0)) > 0
+    m_max = 1.0 + importance_strength * float(np.max(sd.vertex_weights)) if use_importance else 1.0
+
+    if beta > 0:
+        # refine where the bound matters: beyond ~12/beta the weight is < 1e-5 of the surface's
+        bound = _DistanceBound(sd, refine_below=min(REFINE_BELOW_BETA / beta, 0.5))
+        log_u = -beta * bound(X).astype(np.float64)
+        grid_queries = bound.queries
+    else:
+        log_u = np.zeros(pool)
+        grid_queries = 0
+    u = np.exp(log_u) * m_max
+    cdf = np.cumsum(u)
+    total_u = cdf[-1]
+    check(cancel)
+
+    dist = np.full(pool, np.nan)    # exact unsigned distance, computed lazily for proposed points
+    weight = np.full(pool, np.nan)  # exact w at those points
+    accepted = []
+    n_acc = 0
+    proposals = 0
+    acc_rate = 1.0                  # first batch: as many proposals as samples, then adapt
+    kept = 0
+    strength = importance_strength if use_importance else 0.0
+    while n_acc < samples:
+        check(cancel)
+        m = int(min(max((samples - n_acc) / acc_rate * 1.1, 1024), 4 * samples))
+        # sorted keys make the search cache-friendly; pool points are i.i.d., so order carries no bias
+        keys = np.sort(rng.random(m)) * total_u
+        prop = np.minimum(np.searchsorted(cdf, keys, side="right"), pool - 1)
+        todo = np.unique(prop[np.isnan(weight[prop])])
+        if len(todo):
+            d, I, C = sd.closest(X[todo])
+            w = np.exp(-beta * d)
+            if strength > 0:
+                w *= 1.0 + strength * sd.importance_at(I, C)
+            dist[todo], weight[todo] = d, w
+        keep = rng.random(m) * u[prop] < weight[prop]
+        proposals += m
+        acc_rate = max(keep.mean(), 1e-3)
+        kept += int(keep.sum())
+        accepted.append(prop[keep][: samples - n_acc])
+        n_acc += len(accepted[-1])
+        report(progress, stage="sampling", fraction=0.8 * n_acc / samples,
+               elapsed=time.perf_counter() - t0, message=f"{n_acc:,} of {samples:,} points drawn")
+    idx = np.concatenate(accepted)
+    queried = int((~np.isnan(weight)).sum())
+
+    uniq, inv = np.unique(idx, return_inverse=True)
+    P = X[uniq]
+    report(progress, stage="sampling", fraction=0.9, elapsed=time.perf_counter() - t0,
+           message="signing with winding numbers")
+    inside = sd.inside(P)
+    sdf = np.where(inside, -dist[uniq], dist[uniq]).astype(np.float32)
+    stats = {
+        "pool": pool, "samples": samples, "beta": beta,
+        "exact_distance_queries": queried + grid_queries,
+        "pool_fraction_queried": queried / pool,
+        "proposals": proposals, "acceptance": kept / proposals,
+        "unique_points": len(uniq), "inside_fraction": float(inside[inv].mean()),
+        "seconds": time.perf_counter() - t0,
+    }
+    report(progress, stage="sampling", fraction=1.0, elapsed=stats["seconds"])
+    return SampleSet(P[inv], sdf[inv], stats)
+
+
+def surface_set(sd: SignedDistance, n: int, rng: np.random.Generator) -> SampleSet:
+    """n area-uniform surface points with target distance 0 (used to sharpen the zero level set)."""
+    P, _ = sample_surface(sd.V, sd.F, n, rng)
+    return SampleSet(P.astype(np.float32), np.zeros(n, dtype=np.float32), {"surface_points": n})
+
+
+def merge(a: SampleSet, b: SampleSet, rng: np.random.Generator) -> SampleSet:
+    """Concatenate two sample sets and shuffle them together."""
+    P = np.concatenate([a.points, b.points])
+    d = np.concatenate([a.sdf, b.sdf])
+    perm = rng.permutation(len(P))
+    return SampleSet(P[perm], d[perm], {**a.stats, **b.stats})

@@ -1,0 +1,88 @@
+"""Conversion settings: one typed dataclass from which CLI flags, add-on properties and file metadata
+are derived, so every default lives here once.
+
+Each field's ``metadata`` carries the help text and the valid range or choices; ``validate()`` checks
+them and raises InputError naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import InputError
+from .implicit import ACTIVATIONS, Architecture
+from .quantize import STORAGES
+
+
+def _f(default, help, **limits):
+    return field(default=default, metadata={"help": help, **limits})
+
+
+@dataclass
+class ConversionSettings:
+    """Everything that decides how a mesh becomes a network (see docs/algorithms.md)."""
+
+    # architecture
+    layers: int = _f(8, "hidden layers of the MLP (the paper's N)", min=1, max=64)
+    hidden: int = _f(32, "width of each hidden layer (the paper's H)", min=1, max=4096)
+    activation: str = _f("relu", "hidden activation: relu (paper default) or sine (SIREN)",
+                         choices=ACTIVATIONS)
+    encoding_frequencies: int = _f(0, "positional encoding frequencies L (0 = none)", min=0, max=16)
+    # sampling
+    beta: float = _f(30.0, "importance weight exp(-beta |sdf|), sdf in the network frame; 0 = uniform",
+                     min=0.0, max=1000.0)
+    pool: int = _f(10_000_000, "uniform pool size in the bounding sphere", min=1000, max=200_000_000)
+    samples: int = _f(1_000_000, "training set size resampled from the pool", min=1000, max=100_000_000)
+    surface_fraction: float = _f(0.0, "share of the training set placed exactly on the surface "
+                                      "(target 0)", min=0.0, max=0.9)
+    importance_strength: float = _f(4.0, "how much painted vertex weights raise sampling density "
+                                         "(w *= 1 + strength * weight)", min=0.0, max=1000.0)
+    # training
+    epochs: int = _f(40, "maximum passes over the training set", min=1, max=10_000)
+    lr: float = _f(3e-3, "peak Adam learning rate", min=1e-7, max=1.0)
+    batch_size: int = _f(4096, "points per gradient step", min=16, max=1_000_000)
+    schedule: str = _f("onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "constant"))
+    patience: int = _f(0, "stop after this many epochs without improvement (0 = never early-stop)",
+                       min=0, max=10_000)
+    device: str = _f("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    threads: int = _f(0, "CPU threads for torch (0 = all cores)", min=0, max=1024)
+    seed: int = _f(0, "random seed: same seed, same samples and weights on one machine", min=0,
+                   max=2 ** 32 - 1)
+    # storage
+    dtype: str = _f("float32", "storage precision of the weights in the file", choices=STORAGES)
+
+    def validate(self) -> "ConversionSettings":
+        for f in fields(self):
+            v = getattr(self, f.name)
+            m = f.metadata
+            typ = type(f.default)
+            if typ is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+                setattr(self, f.name, v)
+            if not isinstance(v, typ) or isinstance(v, bool):
+                raise InputError(f"{f.name} must be {typ.__name__}, got {v!r}")
+            if "choices" in m and v not in m["choices"]:
+                raise InputError(f"{f.name} must be one of {', '.join(m['choices'])}, got {v!r}")
+            if "min" in m and not (m["min"] <= v <= m["max"]):
+                raise InputError(f"{f.name} must be in {m['min']}..{m['max']}, got {v!r}")
+        return self
+
+    @property
+    def architecture(self) -> Architecture:
+        return Architecture(self.layers, self.hidden, self.activation, self.encoding_frequencies)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConversionSettings":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise InputError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**d).validate()
+
+    def replace(self, **changes) -> "ConversionSettings":
+        d = self.to_dict()
+        d.update(changes)
+        return ConversionSettings.from_dict(d)
