@@ -1,7 +1,11 @@
 """Signed distances to a mesh and the paper's importance-sampled training set.
 
-Sign: libigl's fast generalized winding number (inside where W > 0.5), so open, self-intersecting and
-non-manifold meshes still get a sensible inside. Distance: libigl's AABB tree. Both trees are built
+Sign: libigl's fast generalized winding number, so open, self-intersecting and non-manifold meshes
+still get a sensible inside. Orientation flaws are repaired for the sign only (the distance does not
+depend on orientation): patches whose faces disagree are made consistent and turned outward
+(:func:`orient_for_winding`), and a point is inside where ``|W| > 0.5``, so globally inverted meshes
+and inverted bodies (W = -1) keep their inside, while cavities bounded by inward-facing shells
+(W = 1 - 1 = 0) stay empty. Distance: libigl's AABB tree. Both trees are built
 once per mesh (:class:`SignedDistance`) and answer batches afterwards.
 
 Importance sampling (paper §2.1.2): a uniform pool of ``pool`` points in the bounding ball is
@@ -56,7 +60,7 @@ class SignedDistance:
         self._aabb = igl.AABB()
         self._aabb.init(self.V, self.F)
         self._fwn = igl.FastWindingNumberBVH()
-        self._fwn.init(self.V, self.F)
+        self._fwn.init(self.V, orient_for_winding(self.V, self.F))
 
     def closest(self, Q: np.ndarray):
         """Unsigned distance (k,), closest face (k,) and closest point (k, 3) for queries Q (k, 3)."""
@@ -72,7 +76,7 @@ class SignedDistance:
         return self._fwn.winding_number(np.ascontiguousarray(Q, dtype=np.float64))
 
     def inside(self, Q: np.ndarray) -> np.ndarray:
-        return self.winding(Q) > WINDING_INSIDE
+        return np.abs(self.winding(Q)) > WINDING_INSIDE
 
     def signed(self, Q: np.ndarray) -> np.ndarray:
         """Signed distance (k,), negative inside."""
@@ -88,6 +92,34 @@ class SignedDistance:
         bary = _barycentric(C, a, b, c)
         w = self.vertex_weights[tri]
         return (bary * w).sum(axis=1)
+
+
+def orient_for_winding(V: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """Faces with consistent orientation inside every edge-connected patch.
+
+    Patches that were already consistent keep their orientation (an inward shell may be meant as a
+    cavity). Patches whose faces disagreed are made consistent by libigl's BFS and turned so that
+    their signed volume is positive (outward).
+    """
+    FF, C = igl.bfs_orient(F)
+    changed = ~_same_cyclic_order(F, FF)
+    if not changed.any():
+        return F
+    out = F.copy()
+    for c in np.unique(C[changed]):
+        faces = C == c
+        a, b, d = V[FF[faces, 0]], V[FF[faces, 1]], V[FF[faces, 2]]
+        volume = np.einsum("ij,ij->i", a, np.cross(b, d)).sum()
+        out[faces] = FF[faces] if volume >= 0 else FF[faces][:, ::-1]
+    return out
+
+
+def _same_cyclic_order(F, G):
+    """True per face where G's triangle is F's with the same orientation (any rotation)."""
+    same = np.zeros(len(F), dtype=bool)
+    for r in range(3):
+        same |= (np.roll(G, r, axis=1) == F).all(axis=1)
+    return same
 
 
 def _barycentric(P, a, b, c):
@@ -154,7 +186,7 @@ class _DistanceBound:
     COARSE = 32
     SPLIT = 4
 
-    def __init__(self, sd: SignedDistance, refine_below: float):
+    def __init__(self, sd: SignedDistance, refine_below: float, max_queries: int):
         n, k = self.COARSE, self.SPLIT
         fine = n * k
         self.fine = fine
@@ -165,6 +197,8 @@ class _DistanceBound:
         lb_coarse = np.maximum(dc - hc * np.sqrt(3) / 2, 0.0)
         lb = np.repeat(np.repeat(np.repeat(lb_coarse.reshape(n, n, n), k, 0), k, 1), k, 2)
         refine = np.nonzero(lb_coarse < refine_below)[0]
+        if len(refine) * k ** 3 > max_queries:
+            refine = refine[:0]           # a small pool: refinement would cost more than it saves
         if len(refine):
             hf = hc / k
             ci = np.stack(np.unravel_index(refine, (n, n, n)), 1)             # (r, 3)
@@ -198,7 +232,8 @@ def importance_sample(sd: SignedDistance, *, beta: float, pool: int, samples: in
 
     if beta > 0:
         # refine where the bound matters: beyond ~12/beta the weight is < 1e-5 of the surface's
-        bound = _DistanceBound(sd, refine_below=min(REFINE_BELOW_BETA / beta, 0.5))
+        bound = _DistanceBound(sd, refine_below=min(REFINE_BELOW_BETA / beta, 0.5),
+                               max_queries=pool // 4)
         log_u = -beta * bound(X).astype(np.float64)
         grid_queries = bound.queries
     else:

@@ -35,7 +35,7 @@ class ConversionSettings:
     samples: int = _f(1_000_000, "training set size resampled from the pool", min=1000, max=100_000_000)
     surface_fraction: float = _f(0.0, "share of the training set placed exactly on the surface "
                                       "(target 0)", min=0.0, max=0.9)
-    importance_strength: float = _f(4.0, "how much painted vertex weights raise sampling density "
+    importance_strength: float = _f(10.0, "how much painted vertex weights raise sampling density "
                                          "(w *= 1 + strength * weight)", min=0.0, max=1000.0)
     # training
     epochs: int = _f(40, "maximum passes over the training set", min=1, max=10_000)

@@ -1,0 +1,128 @@
+"""Mesh -> neural implicit: the pipeline wired together (normalise, sample, train, measure).
+
+Why a module of its own: the command line, the Blender add-on and the dataset converter all call
+this one function, so a conversion means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__
+from .implicit import Implicit
+from .mesh import Mesh
+from .metrics import surface_error
+from .progress import check, report
+from .quantize import with_storage
+from .sampling import SampleSet, SignedDistance, importance_sample, merge, surface_set
+from .settings import ConversionSettings
+
+
+@dataclass
+class ConversionResult:
+    """A finished conversion and what it cost. Times in seconds, errors in the unit-sphere frame."""
+
+    implicit: Implicit
+    surface_error: float
+    final_loss: float
+    seconds_sampling: float
+    seconds_training: float
+    seconds_total: float
+    epochs_run: int
+    device: str
+    peak_memory_mb: float | None
+    sampling_stats: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """The JSON keys ``core convert --json`` promises."""
+        return {
+            "surface_error": self.surface_error, "final_loss": self.final_loss,
+            "seconds_total": self.seconds_total, "seconds_sampling": self.seconds_sampling,
+            "seconds_training": self.seconds_training, "epochs": self.epochs_run,
+            "parameters": self.implicit.parameters, "weight_bytes": self.implicit.weight_bytes,
+            "device": self.device, "peak_memory_mb": self.peak_memory_mb,
+        }
+
+
+def peak_memory_mb() -> float | None:
+    """Peak resident memory of this process in MB (None where the OS does not tell)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Generator,
+                 progress=None, cancel=None) -> SampleSet:
+    """The training data for a mesh already in the network frame: importance samples, plus
+    ``surface_fraction`` of the set as exact surface points with target 0."""
+    sd = SignedDistance(mesh_net.V, mesh_net.F, mesh_net.vertex_weights)
+    n_surface = int(round(settings.samples * settings.surface_fraction))
+    data = importance_sample(sd, beta=settings.beta, pool=settings.pool,
+                             samples=settings.samples - n_surface, rng=rng,
+                             importance_strength=settings.importance_strength,
+                             progress=progress, cancel=cancel)
+    if n_surface:
+        data = merge(data, surface_set(sd, n_surface, rng), rng)
+    return data
+
+
+def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progress=None,
+                 cancel=None) -> ConversionResult:
+    """Convert a validated mesh (core.mesh.Mesh, mesh frame) into an Implicit.
+
+    Raises InputError for bad settings, Cancelled when ``cancel`` is set (nothing is returned then).
+    """
+    import torch
+
+    from .model import StackedMLP
+    from .train import TrainConfig, pick_device, train
+
+    settings = (settings or ConversionSettings()).validate()
+    t0 = time.perf_counter()
+    device = pick_device(settings.device)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    T = mesh.normalization()
+    mesh_net = mesh.transformed(T)
+    rng = np.random.default_rng(settings.seed)
+
+    data = training_set(mesh_net, settings, rng, progress, cancel)
+    t_sampled = time.perf_counter()
+    check(cancel)
+
+    gen = torch.Generator().manual_seed(settings.seed)
+    model = StackedMLP(settings.architecture, 1, gen).to(device)
+    P = torch.from_numpy(data.points).to(device)[None]
+    Y = torch.from_numpy(data.sdf).to(device)[None]
+    cfg = TrainConfig(epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
+                      schedule=settings.schedule, patience=settings.patience)
+    result = train(model, P, Y, cfg, progress=progress, cancel=cancel, seed=settings.seed)
+    t_trained = time.perf_counter()
+
+    implicit = with_storage(model.to_implicit(0, transform=T), settings.dtype)
+    report(progress, stage="measuring", fraction=0.0, message="surface error")
+    err = surface_error(implicit, mesh)
+    total = time.perf_counter() - t0
+    implicit.metadata = {
+        "source": mesh.name, "content_hash": mesh.content_hash,
+        "mesh": {"vertices": int(len(mesh.V)), "faces": int(len(mesh.F))},
+        "settings": settings.to_dict(),
+        "final_loss": float(result.final_loss[0]), "surface_error": err,
+        "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+        "device": result.device,
+        "timings": {"sampling": t_sampled - t0, "training": t_trained - t_sampled, "total": total},
+        "sampling": {k: data.stats[k] for k in ("exact_distance_queries", "unique_points")
+                     if k in data.stats},
+        "software": f"neural-implicit core {__version__}",
+    }
+    return ConversionResult(implicit, err, float(result.final_loss[0]), t_sampled - t0,
+                            t_trained - t_sampled, total, result.epochs_run, result.device,
+                            peak_memory_mb(), data.stats, result.history)

@@ -1,0 +1,1 @@
+"""Tests inside Blender (a package, so its test file names may repeat those in tests/)."""

@@ -1,0 +1,106 @@
+"""The .h5 format: bit-exact round trips, every storage, and clear rejection of bad files."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from core.errors import FileFormatError
+from core.fileformat import FORMAT_VERSION, load, save
+from core.implicit import Architecture
+from core.model import StackedMLP
+from core.quantize import with_storage
+
+
+def _implicit(arch=Architecture(), seed=0):
+    imp = StackedMLP(arch, 1, torch.Generator().manual_seed(seed)).to_implicit()
+    imp.transform = np.diag([2.0, 2.0, 2.0, 1.0])
+    imp.transform[:3, 3] = [0.1, -0.2, 0.3]
+    imp.metadata = {"source": "test", "surface_error": 0.001}
+    return imp
+
+
+@pytest.mark.parametrize("arch", [Architecture(), Architecture(3, 20, "sine", 3)], ids=str)
+def test_float32_round_trip_is_bit_exact(tmp_path, arch):
+    imp = _implicit(arch)
+    save(imp, tmp_path / "a.h5")
+    back = load(tmp_path / "a.h5")
+    assert back.architecture == imp.architecture
+    for W, W2, b, b2 in zip(imp.weights, back.weights, imp.biases, back.biases):
+        assert np.array_equal(W, W2) and np.array_equal(b, b2)
+    assert np.array_equal(back.transform, imp.transform)
+    assert back.metadata == imp.metadata
+
+
+@pytest.mark.parametrize("storage,tol", [("float16", 2e-3), ("int8", 2e-2)])
+def test_reduced_precision(tmp_path, storage, tol):
+    imp = _implicit()
+    q = with_storage(imp, storage)
+    save(q, tmp_path / "q.h5")
+    back = load(tmp_path / "q.h5")
+    Q = np.random.default_rng(0).uniform(-1, 1, (2000, 3))
+    assert np.array_equal(back.evaluate(Q), q.evaluate(Q))       # reader sees what writer evaluated
+    assert np.abs(back.evaluate(Q) - imp.evaluate(Q)).max() < tol
+    assert back.storage == storage and back.weight_bytes < imp.weight_bytes
+
+
+def test_weight_bytes_counts_every_number():
+    imp = _implicit()
+    assert imp.weight_bytes == 7553 * 4 + 128      # float32 parameters + 4x4 float64 transform
+
+
+def test_save_is_atomic(tmp_path):
+    save(_implicit(), tmp_path / "a.h5")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.h5"]
+
+
+def _corrupt(tmp_path, edit):
+    p = tmp_path / "x.h5"
+    save(_implicit(), p)
+    with h5py.File(p, "r+") as f:
+        edit(f)
+    return p
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda f: f.attrs.__setitem__("format_version", FORMAT_VERSION + 1), "newer version"),
+    (lambda f: f.attrs.__setitem__("format", "something-else"), "not a neural implicit"),
+    (lambda f: f.attrs.__setitem__("architecture", "{not json"), "not valid JSON"),
+    (lambda f: f.attrs.__setitem__("architecture", json.dumps({"layers": 3, "hidden": 32,
+                                   "activation": "relu", "encoding_frequencies": 0})), "layers"),
+    (lambda f: f.attrs.__setitem__("architecture", json.dumps({"layers": 8, "hidden": 32,
+                                   "activation": "gelu", "encoding_frequencies": 0})), "activation"),
+    (lambda f: f.attrs.__setitem__("storage", "int4"), "unknown storage"),
+    (lambda f: f["layers/3/W"].__setitem__((0, 0), 123.0), "checksum"),
+    (lambda f: f.__delitem__("transform"), "transform"),
+    (lambda f: f.__delitem__("layers/8"), "need 9 stored layers"),
+    (lambda f: f.attrs.__delitem__("checksum"), "checksum"),
+])
+def test_bad_files_are_rejected(tmp_path, edit, needle):
+    p = _corrupt(tmp_path, edit)
+    with pytest.raises(FileFormatError, match=needle):
+        load(p)
+
+
+def test_truncated_file(tmp_path):
+    p = tmp_path / "t.h5"
+    save(_implicit(), p)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FileFormatError, match="truncated"):
+        load(p)
+
+
+def test_not_hdf5(tmp_path):
+    p = tmp_path / "n.h5"
+    p.write_text("hello")
+    with pytest.raises(FileFormatError, match="not an HDF5"):
+        load(p)
+
+
+def test_paper_file_is_recognised():
+    from helpers import PAPER_WEIGHTS
+    with pytest.raises(FileFormatError, match="import-paper"):
+        load(f"{PAPER_WEIGHTS}/50736_sf.h5")
