@@ -226,6 +226,7 @@ def stage(platforms: list[str], staging: Path = STAGING) -> Path:
 
 
 def validate(zip_path: Path) -> None:
+    """Run Blender's validator on a built zip; raise BuildError with its complaint."""
     run([sys.executable, blender_ext(), "validate", f"--valid-tags={valid_tags_file()}", zip_path],
         capture=True)
 

@@ -298,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output-dir", help="where to write the .h5 and the remeshed .obj")
     c.add_argument("--resolution", type=int, default=256)
     add_settings_arguments(c)
+
+    from .dataset_cli import add_convert_dir_command
+    add_convert_dir_command(command)
     return p
 
 

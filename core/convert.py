@@ -62,7 +62,7 @@ def peak_memory_mb() -> float | None:
 def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Generator,
                  progress=None, cancel=None) -> SampleSet:
     """The training data for a mesh already in the network frame: importance samples, plus
-    ``surface_fraction`` of the set as exact surface points with target 0."""
+    ``surface_fraction`` of the set as near-surface points (exact signed distances)."""
     sd = SignedDistance(mesh_net.V, mesh_net.F, mesh_net.vertex_weights)
     n_surface = int(round(settings.samples * settings.surface_fraction))
     data = importance_sample(sd, beta=settings.beta, pool=settings.pool,
@@ -70,7 +70,7 @@ def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Ge
                              importance_strength=settings.importance_strength,
                              progress=progress, cancel=cancel)
     if n_surface:
-        data = merge(data, surface_set(sd, n_surface, rng), rng)
+        data = merge(data, surface_set(sd, n_surface, rng, settings.surface_sigma), rng)
     return data
 
 

@@ -56,7 +56,7 @@ def save(implicit: Implicit, path: str) -> int:
     layers = [encode_layer(W, b, storage) for W, b in zip(implicit.weights, implicit.biases)]
     tmp = path + ".part"
     try:
-        with h5py.File(tmp, "w", libver="earliest") as f:
+        with h5py.File(tmp, "w", libver=("v108", "latest")) as f:   # readable by HDF5 >= 1.8
             f.attrs["format"] = FORMAT_NAME
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["architecture"] = json.dumps(implicit.architecture.to_dict(), sort_keys=True)

@@ -294,10 +294,18 @@ def importance_sample(sd: SignedDistance, *, beta: float, pool: int, samples: in
     return SampleSet(P[inv], sdf[inv], stats)
 
 
-def surface_set(sd: SignedDistance, n: int, rng: np.random.Generator) -> SampleSet:
-    """n area-uniform surface points with target distance 0 (used to sharpen the zero level set)."""
+def surface_set(sd: SignedDistance, n: int, rng: np.random.Generator, sigma: float = 0.0) -> SampleSet:
+    """n points near the surface: area-uniform surface points moved by an isotropic Gaussian of
+    standard deviation ``sigma`` (network units; 0 = on the surface), with exact signed distances."""
     P, _ = sample_surface(sd.V, sd.F, n, rng)
-    return SampleSet(P.astype(np.float32), np.zeros(n, dtype=np.float32), {"surface_points": n})
+    if sigma > 0:
+        P = P + sigma * rng.standard_normal(P.shape)
+        r = np.linalg.norm(P, axis=1, keepdims=True)
+        P = np.where(r > BOUND_RADIUS, P * (BOUND_RADIUS / r), P)
+        d = sd.signed(P)
+    else:
+        d = np.zeros(n)
+    return SampleSet(P.astype(np.float32), d.astype(np.float32), {"surface_points": n})
 
 
 def merge(a: SampleSet, b: SampleSet, rng: np.random.Generator) -> SampleSet:

@@ -33,8 +33,11 @@ class ConversionSettings:
                      min=0.0, max=1000.0)
     pool: int = _f(10_000_000, "uniform pool size in the bounding sphere", min=1000, max=200_000_000)
     samples: int = _f(1_000_000, "training set size resampled from the pool", min=1000, max=100_000_000)
-    surface_fraction: float = _f(0.0, "share of the training set placed exactly on the surface "
-                                      "(target 0)", min=0.0, max=0.9)
+    surface_fraction: float = _f(0.0, "share of the training set drawn near the surface instead "
+                                      "(surface points moved by a Gaussian of surface_sigma)",
+                                 min=0.0, max=0.9)
+    surface_sigma: float = _f(0.01, "standard deviation of the near-surface samples, network units",
+                              min=0.0, max=0.5)
     importance_strength: float = _f(10.0, "how much painted vertex weights raise sampling density "
                                          "(w *= 1 + strength * weight)", min=0.0, max=1000.0)
     # training

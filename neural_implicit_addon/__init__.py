@@ -1,28 +1,52 @@
 """Neural Implicit: meshes to small neural signed distance fields and back, inside Blender.
 
-Placeholder for packaging: registration only. The extension's metadata is blender_manifest.toml;
-the Blender-free library is this package's ``core`` subpackage (``from .core import ...``).
+Registration only. The modules, one job each: ``properties`` (PropertyGroups), ``bridge`` (Blender
+data <-> core types, the object convention), ``jobs`` (core work off the UI thread), ``operators``
+(convert, remesh), ``file_io`` (import/export, drag and drop), ``panels`` (the sidebar's "Neural"
+tab), ``preferences`` (PyTorch), ``viewport`` (the GPU draw handler). The Blender-free library is
+the subpackage ``core``. Scripting contract: ``Object.neural_implicit`` (``is_implicit``),
+``Scene.neural_implicit_settings``, ``bpy.ops.object.neural_implicit_convert`` / ``_remesh``
+(blocking from scripts and in background mode).
 """
-
-import importlib.util
 
 import bpy
 
+from . import bridge, file_io, jobs, operators, panels, preferences, properties, viewport
+from .preferences import NI_AddonPreferences, torch_available  # noqa: F401  (tests, scripts)
 
-def torch_available() -> bool:
-    """Whether torch can be imported, checked without importing it (enabling must stay fast)."""
-    return importlib.util.find_spec("torch") is not None
+classes = (*properties.classes, *preferences.classes, *operators.classes, *file_io.classes,
+           *panels.classes)
 
-
-class NI_AddonPreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
-
-    def draw(self, context):
-        if torch_available():
-            self.layout.label(text="PyTorch is installed: conversion is available", icon='CHECKMARK')
-        else:
-            self.layout.label(text="PyTorch is not installed: conversion is unavailable", icon='ERROR')
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 
 
-classes = (NI_AddonPreferences,)
-register, unregister = bpy.utils.register_classes_factory(classes)
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args):
+    """Loading another file: stop the running job (its objects belong to the old file)."""
+    jobs.shutdown()
+
+
+def register():
+    _register_classes()
+    bpy.types.Object.neural_implicit = bpy.props.PointerProperty(type=properties.NI_ObjectProperties)
+    bpy.types.Scene.neural_implicit_settings = bpy.props.PointerProperty(
+        type=properties.NI_SceneSettings)
+    bpy.types.TOPBAR_MT_file_import.append(file_io.menu_import)
+    bpy.types.TOPBAR_MT_file_export.append(file_io.menu_export)
+    bpy.app.handlers.load_pre.append(_on_load_pre)
+    preferences.add_torch_paths()
+    viewport.register_draw_handler(bridge.draw_items, bridge.viewport_settings)
+
+
+def unregister():
+    jobs.shutdown()
+    viewport.unregister_draw_handler()
+    preferences.remove_torch_paths()
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    bpy.types.TOPBAR_MT_file_export.remove(file_io.menu_export)
+    bpy.types.TOPBAR_MT_file_import.remove(file_io.menu_import)
+    del bpy.types.Scene.neural_implicit_settings
+    del bpy.types.Object.neural_implicit
+    bridge.clear_cache()
+    _unregister_classes()

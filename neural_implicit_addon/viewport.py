@@ -68,6 +68,10 @@ WEIGHT_TEXTURE_WIDTH = 2048
 _WIDTH_BITS = 11
 #: Widest hidden layer the shader accepts: two arrays of hidden/4 vec4 live in registers per pixel.
 GPU_MAX_HIDDEN = 256
+#: Layers with at most this many (output vec4, input vec4) pairs are fully unrolled (constant array
+#: indices keep activations in registers; hidden <= 64). Wider layers keep their loops: fine on GPUs,
+#: but Mesa's llvmpipe caps a shader invocation at 65535 loop iterations in total.
+UNROLL_PAIRS = 256
 #: The proxy cube is this much larger than the ball so rasterisation never clips the ball's edge.
 PROXY_MARGIN = 1.001
 #: A weight texture not used by this many consecutive draws is freed.
@@ -84,7 +88,6 @@ class ViewportSettings(TraceSettings):
     still_delay : seconds without view change after which one full-resolution frame is drawn
     """
 
-    max_steps: int = 96
     resolution_scale: float = 0.5
     still_delay: float = 0.25
 
@@ -198,18 +201,40 @@ def network_glsl(arch) -> str:
         lines.append(f"  x[{k}] = vec4({', '.join(enc[4 * k:4 * k + 4])});")
     encode = "\n".join(lines)
 
-    def dense(src, dst, n4, size):
-        return f"""  for (int j = 0; j < {h4}; j++) {{
-    int r = base + 4 * j * {n4};
-    vec4 z = ni_w(base + {hp * n4} + j);
-    for (int k = 0; k < {n4}; k++) {{
-      vec4 v = {src}[k];
-      z += vec4(dot(ni_w(r + k), v), dot(ni_w(r + {n4} + k), v),
-                dot(ni_w(r + {2 * n4} + k), v), dot(ni_w(r + {3 * n4} + k), v));
-    }}
-    {dst}[j] = {act};
-  }}
-  base += {size};"""
+    unroll = h4 * max(in4, h4) <= UNROLL_PAIRS
+
+    def dense(src, dst, n4, size, indent):
+        pad = " " * indent
+        if not unroll:
+            return f"""{pad}for (int j = 0; j < {h4}; j++) {{
+{pad}  int r = base + 4 * j * {n4};
+{pad}  vec4 z = ni_w(base + {hp * n4} + j);
+{pad}  for (int k = 0; k < {n4}; k++) {{
+{pad}    vec4 v = {src}[k];
+{pad}    z += vec4(dot(ni_w(r + k), v), dot(ni_w(r + {n4} + k), v),
+{pad}              dot(ni_w(r + {2 * n4} + k), v), dot(ni_w(r + {3 * n4} + k), v));
+{pad}  }}
+{pad}  {dst}[j] = {act};
+{pad}}}
+{pad}base += {size};"""
+        out = []
+        for j in range(h4):
+            out.append(f"{pad}z = ni_w(base + {hp * n4 + j});")
+            for k in range(n4):
+                r = 4 * j * n4 + k
+                out.append(f"{pad}z += vec4(dot(ni_w(base + {r}), {src}[{k}]), "
+                           f"dot(ni_w(base + {r + n4}), {src}[{k}]), "
+                           f"dot(ni_w(base + {r + 2 * n4}), {src}[{k}]), "
+                           f"dot(ni_w(base + {r + 3 * n4}), {src}[{k}]));")
+            out.append(f"{pad}{dst}[{j}] = {act};")
+        out.append(f"{pad}base += {size};")
+        return "\n".join(out)
+
+    copy = "\n".join(f"    a[{j}] = b[{j}];" for j in range(h4))
+    if unroll:
+        output = "\n".join(f"  y += dot(ni_w(base + {k}), a[{k}]);" for k in range(h4))
+    else:
+        output = f"  for (int k = 0; k < {h4}; k++) {{\n    y += dot(ni_w(base + k), a[k]);\n  }}"
 
     return f"""
 float {name}(int offset, vec3 p)
@@ -218,18 +243,15 @@ float {name}(int offset, vec3 p)
 {encode}
   vec4 a[{h4}];
   vec4 b[{h4}];
+  vec4 z;
   int base = offset;
-{dense("x", "a", in4, hp * in4 + h4)}
+{dense("x", "a", in4, hp * in4 + h4, 2)}
   for (int l = 1; l < {arch.layers}; l++) {{
-{dense("a", "b", h4, hp * h4 + h4)}
-    for (int j = 0; j < {h4}; j++) {{
-      a[j] = b[j];
-    }}
+{dense("a", "b", h4, hp * h4 + h4, 4)}
+{copy}
   }}
   float y = ni_w(base + {h4}).x;
-  for (int k = 0; k < {h4}; k++) {{
-    y += dot(ni_w(base + k), a[k]);
-  }}
+{output}
   return ni_tanh(y);
 }}
 """
@@ -307,9 +329,11 @@ void main()
 
 
 def _trace_fragment(sdf: str, debug_steps: bool) -> str:
-    tetra = "\n".join(
-        f"    g += {_vec3(k)} * {sdf}(offset, p + {_f(NORMAL_DELTA)} * {_vec3(k)});"
-        for k in TETRAHEDRON)
+    K = TETRAHEDRON
+    tetra = f"""    for (int q = 0; q < 4; q++) {{
+      vec3 kq = q == 0 ? {_vec3(K[0])} : (q == 1 ? {_vec3(K[1])} : (q == 2 ? {_vec3(K[2])} : {_vec3(K[3])}));
+      g += kq * {sdf}(offset, p + {_f(NORMAL_DELTA)} * kq);
+    }}"""
     if debug_steps:  # benchmark variant: steps in red, hit in green; misses kept at far depth
         out = "fragColor = vec4(float(steps), hit ? 1.0 : 0.0, 0.0, 1.0);"
         miss = "gl_FragDepth = 1.0;\n    fragColor = vec4(float(steps), 0.0, 0.0, 1.0);\n    return;"
@@ -626,7 +650,7 @@ class ImplicitRenderer:
         self._draws += 1
         scale = float(scale)
         if not (0.0 < scale <= 1.0):
-            raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+            raise InputError(f"scale must be in (0, 1], got {scale!r}")
         depth_test = gpu.state.depth_test_get()
         depth_mask = gpu.state.depth_mask_get()
         blend = gpu.state.blend_get()

@@ -49,14 +49,14 @@ def sphere_mask_perspective(eye, center, radius, width, height, fov=FOV):
 
 @pytest.fixture(scope="module")
 def trained_sphere():
-    """A 3 x 32 ReLU network fitted to |x| - 0.5 in about 5 s (mean surface error ~0.003)."""
+    """A 3 x 32 ReLU network fitted to |x| - 0.5 in a few seconds (mean surface error ~0.003)."""
     torch = pytest.importorskip("torch")
     from core.model import StackedMLP
     from core.sampling import uniform_ball
     from core.train import TrainConfig, train
 
     rng = np.random.default_rng(0)
-    n = 20_000
+    n = 10_000
     d = rng.standard_normal((n, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     X = np.concatenate([uniform_ball(n, rng), d * (0.5 + 0.03 * rng.standard_normal((n, 1)))])
@@ -64,7 +64,7 @@ def trained_sphere():
     y = (np.linalg.norm(X, axis=1) - 0.5).astype(np.float32)
     model = StackedMLP(Architecture(layers=3, hidden=32), 1, torch.Generator().manual_seed(0))
     train(model, torch.from_numpy(X)[None], torch.from_numpy(y)[None],
-          TrainConfig(epochs=40, lr=3e-3, batch_size=1024), seed=0)
+          TrainConfig(epochs=30, lr=3e-3, batch_size=1024), seed=0)
     return model.to_implicit(0)
 
 

@@ -5,8 +5,10 @@ All tests use the ``gpu_ready`` fixture (marked ``gpu``; deselect with ``-m "not
 64 x 64: llvmpipe evaluates about 80k networks per second.
 """
 
+import contextlib
 import importlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -248,23 +250,75 @@ def test_weight_cache_uploads_once_and_frees_unused(ni):
     assert r.cached_keys() == []
 
 
+@contextlib.contextmanager
+def handler_restored(vp):
+    """The enabled add-on registered the handler with its own callbacks: put them back after."""
+    saved = (vp._state.get_items, vp._state.get_settings) if vp.is_registered() else None
+    try:
+        yield
+    finally:
+        vp.unregister_draw_handler()
+        if saved is not None:
+            vp.register_draw_handler(*saved)
+
+
 def test_draw_handler_is_idempotent_and_removed_on_unregister(ni):
     vp, bpy = ni.viewport, ni.bpy
-    calls = []
 
     def get_items(context):
-        calls.append(context)
         return []
 
-    assert not vp.is_registered()
-    vp.register_draw_handler(get_items)
-    handle = vp._state.handle
-    vp.register_draw_handler(get_items)                  # a second call adds nothing
-    assert vp._state.handle is handle and vp.is_registered()
-    vp._draw_callback()                                  # no region in background mode: no-op
-    assert vp.last_error() is None
-    vp.unregister_draw_handler()
-    vp.unregister_draw_handler()                         # and a second removal is harmless
-    assert not vp.is_registered() and vp.renderer() is None
-    with pytest.raises(ValueError):                      # Blender no longer knows the handle
-        bpy.types.SpaceView3D.draw_handler_remove(handle, 'WINDOW')
+    with handler_restored(vp):
+        vp.unregister_draw_handler()
+        assert not vp.is_registered()
+        vp.register_draw_handler(get_items)
+        handle = vp._state.handle
+        vp.register_draw_handler(get_items)              # a second call adds nothing
+        assert vp._state.handle is handle and vp.is_registered()
+        vp._draw_callback()                              # no region in background mode: no-op
+        assert vp.last_error() is None
+        vp.unregister_draw_handler()
+        vp.unregister_draw_handler()                     # and a second removal is harmless
+        assert not vp.is_registered() and vp.renderer() is None
+        with pytest.raises(ValueError):                  # Blender no longer knows the handle
+            bpy.types.SpaceView3D.draw_handler_remove(handle, 'WINDOW')
+
+
+def test_navigation_lowers_resolution_until_the_view_is_still(ni):
+    """While the view changes the handler draws at resolution_scale; a one-shot timer asks for the
+    full-resolution frame once the view has been still for still_delay (removed on unregister)."""
+    vp, bpy = ni.viewport, ni.bpy
+
+    class Region:
+        def as_pointer(self):
+            return 1234
+
+    region = Region()
+    with handler_restored(vp):
+        vp.register_draw_handler(lambda context: [])
+        assert not vp._view_moving(region, b"view-1", 0.25)   # first sight: still, full quality
+        assert vp._view_moving(region, b"view-2", 0.25)       # the view changed
+        assert vp._view_moving(region, b"view-2", 0.25)       # unchanged, but within still_delay
+        assert not vp._view_moving(region, b"view-2", 0.0)    # still for longer than the delay
+        vp._schedule_full_quality(0.25)
+        timer = vp._state.timer
+        assert timer is not None and bpy.app.timers.is_registered(timer)
+        vp._schedule_full_quality(0.25)                       # one pending timer at most
+        assert vp._state.timer is timer
+        vp.unregister_draw_handler()
+        assert not bpy.app.timers.is_registered(timer)
+
+
+def test_disabling_the_addon_removes_the_draw_handler(gpu_ready):
+    """Enabling registers the viewport handler, disabling removes it (run last: it re-enables)."""
+    bpy, pkg = gpu_ready.bpy, gpu_ready.package
+    assert sys.modules[pkg + ".viewport"].is_registered()
+    handle = sys.modules[pkg + ".viewport"]._state.handle
+    try:
+        assert bpy.ops.preferences.addon_disable(module=pkg) == {"FINISHED"}
+        assert not sys.modules[pkg + ".viewport"].is_registered()
+        with pytest.raises(ValueError):
+            bpy.types.SpaceView3D.draw_handler_remove(handle, 'WINDOW')
+    finally:
+        assert bpy.ops.preferences.addon_enable(module=pkg) == {"FINISHED"}
+    assert sys.modules[pkg + ".viewport"].is_registered()

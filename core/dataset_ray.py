@@ -1,0 +1,222 @@
+"""The Ray engine of convert-dir: the local engine's steps as Ray tasks and actors.
+
+* Sampling: :func:`core.dataset.prepare_job` as a task (1 CPU). The mesh file's bytes travel with it,
+  so worker nodes need no shared file system; the samples stay in Ray's object store.
+* Training: a :class:`core.batch_train.BatchTrainer` inside an actor, one per GPU of the cluster
+  (1 GPU each) when the settings' device allows one, else a single CPU actor. The driver hands each
+  actor new shapes between its epochs; if an actor's process dies, Ray restarts it and the shapes it
+  held are handed out again.
+* Finishing: :func:`core.dataset.finish_job` as a task returning the file's bytes; the driver writes
+  them into OUT_DIR under a temporary name and renames them, and records the manifest row.
+
+Ray does the scheduling, placement, data movement and task retries (``max_retries``); this module
+only keeps the stacks full. Ray is an optional dependency of the command line, imported here only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+
+from .errors import InputError
+from .settings import ConversionSettings
+
+log = logging.getLogger(__name__)
+
+#: The folder of the core package, shipped to the cluster's workers (runtime_env py_modules).
+CORE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: Seconds between checks of the cancel token while waiting for Ray.
+POLL_SECONDS = 0.5
+
+
+def import_ray():
+    """The ray module, or InputError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs Ray, an optional dependency of the command line (not of the "
+                         "Blender extension): pip install 'ray==2.60.0'") from None
+    return ray
+
+
+# ----------------------------------------------------------------------------- remote side
+def _prepare(rel, data, settings_dict, skip_if_hash):
+    """prepare_job, with the samples returned as a second object (kept apart in the object store)."""
+    from .dataset import prepare_job
+    out = prepare_job(rel, data, settings_dict, skip_if_hash)
+    if out.status != "ready":
+        return out, None
+    samples = (out.prepared.data.points, out.prepared.data.sdf)
+    out.prepared = out.prepared.without_data()
+    return out, samples
+
+
+def _finish(rel, outcome, trained, settings_dict, stat):
+    from .dataset import finish_job
+    return finish_job(rel, outcome.prepared, trained, settings_dict, stat, None)
+
+
+class TrainerActor:
+    """A BatchTrainer in a Ray actor: :meth:`epoch` adds shapes, trains one epoch, returns the
+    shapes that finished (core.batch_train.TrainedShape)."""
+
+    def __init__(self, settings_dict: dict, capacity: int):
+        import torch
+
+        from .batch_train import BatchTrainer, train_config
+        from .train import pick_device
+
+        settings = ConversionSettings.from_dict(settings_dict)
+        torch.set_num_threads(settings.threads or 1)       # Ray gives this actor one CPU
+        self.seed = settings.seed
+        self.trainer = BatchTrainer(settings.architecture, train_config(settings), capacity,
+                                    pick_device(settings.device))
+
+    def epoch(self, keys, *samples):
+        for key, (points, sdf) in zip(keys, samples):
+            self.trainer.add(key, points, sdf, self.seed)
+        return self.trainer.train_epoch()
+
+
+# ----------------------------------------------------------------------------- driver
+def run_ray(jobs, run, address=None) -> None:
+    """Convert ``jobs`` (core.dataset.Job) on Ray, recording rows through ``run`` (core.dataset.Run).
+
+    address: as ray.init accepts it ("auto", "ray://host:port"); None starts a local instance. A Ray
+    instance this process already started is used as it is, and left running.
+    """
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        kwargs = {"runtime_env": {"py_modules": [CORE_DIR]}, "logging_level": logging.WARNING,
+                  "log_to_driver": False}
+        try:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(include_dashboard=False, **kwargs)
+        except ConnectionError as e:
+            raise InputError(f"--ray {address}: cannot connect to the Ray cluster ({e})") from None
+        started = True
+    try:
+        _drive(ray, jobs, run)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _drive(ray, jobs, run) -> None:
+    from .dataset import MAX_ATTEMPTS, output_name, write_atomically
+
+    settings = run.settings
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0)) if settings.device in ("auto", "cuda") else 0
+    if settings.device == "cuda" and not gpus:
+        raise InputError("device 'cuda' was asked for but the Ray cluster has no GPU; use --device cpu")
+    trainers = max(1, gpus)
+    cpus = int(resources.get("CPU", 1))
+    ahead = run.workers or max(1, cpus - (0 if gpus else trainers))
+    K = run.shapes_per_batch
+
+    prepare = ray.remote(num_cpus=1, num_returns=2, max_retries=MAX_ATTEMPTS - 1)(_prepare)
+    finish = ray.remote(num_cpus=1, max_retries=MAX_ATTEMPTS - 1)(_finish)
+    actor_class = ray.remote(TrainerActor).options(num_cpus=1, num_gpus=1 if gpus else 0,
+                                                   max_restarts=-1, max_task_retries=0)
+    actors = [{"handle": actor_class.remote(run.settings_dict, K), "held": {}, "call": None}
+              for _ in range(trainers)]
+
+    queue = deque(jobs)
+    preparing = {}   # outcome ref -> (job, samples ref)
+    ready = deque()  # (job, outcome ref, samples ref)
+    finishing = {}   # ref -> job
+    calls = {}       # epoch call ref -> actor record
+
+    def held():
+        return sum(len(a["held"]) for a in actors)
+
+    def failed_remote(job, e):
+        run.failed(job, f"{job.rel}: {type(e).__name__}: {str(e).strip().splitlines()[-1]}")
+
+    try:
+        while queue or preparing or ready or finishing or calls or held():
+            run.check()
+            while queue and len(preparing) + len(ready) < trainers * K - held() + ahead:
+                job = queue.popleft()
+                try:
+                    with open(job.path, "rb") as fh:
+                        data = fh.read()
+                except OSError as e:
+                    run.failed(job, f"{job.rel}: cannot read ({e.strerror})")
+                    continue
+                o_ref, s_ref = prepare.remote(job.rel, data, run.settings_dict, job.skip_if_hash)
+                preparing[o_ref] = (job, s_ref)
+            for a in actors:
+                if a["call"] is not None:
+                    continue
+                new = []
+                while ready and len(a["held"]) + len(new) < K:
+                    new.append(ready.popleft())
+                for item in new:
+                    a["held"][item[0].rel] = item
+                if a["held"]:
+                    a["call"] = a["handle"].epoch.remote([j.rel for j, _, _ in new],
+                                                         *[s for _, _, s in new])
+                    calls[a["call"]] = a
+            pending = list(preparing) + list(finishing) + list(calls)
+            if not pending:
+                continue
+            done, _ = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+            if done:
+                done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+            for ref in done:
+                if ref in preparing:
+                    job, s_ref = preparing.pop(ref)
+                    try:
+                        out = ray.get(ref)
+                    except ray.exceptions.RayError as e:      # retries used up
+                        failed_remote(job, e)
+                        continue
+                    if out.status == "failed":
+                        run.failed(job, out.error)
+                    elif out.status == "skipped":
+                        if not run.skipped_after_load(job):
+                            queue.appendleft(job)
+                    else:
+                        ready.append((job, ref, s_ref))
+                elif ref in calls:
+                    a = calls.pop(ref)
+                    a["call"] = None
+                    try:
+                        finished = ray.get(ref)
+                    except ray.exceptions.RayActorError:
+                        # the actor's process died: Ray restarts it; its shapes start again
+                        log.warning("a trainer actor died: Ray restarts it, its %d shapes start "
+                                    "again", len(a["held"]))
+                        for job, o_ref, s_ref in a["held"].values():
+                            job.attempts += 1
+                            if job.attempts >= MAX_ATTEMPTS:
+                                run.failed(job, f"{job.rel}: the trainer died {job.attempts} times "
+                                                "with this mesh in its stack")
+                            else:
+                                ready.appendleft((job, o_ref, s_ref))
+                        a["held"] = {}
+                        continue
+                    for trained in finished:
+                        job, o_ref, _ = a["held"].pop(trained.key)
+                        finishing[finish.remote(job.rel, o_ref, trained, run.settings_dict,
+                                                job.stat)] = job
+                else:
+                    job = finishing.pop(ref)
+                    try:
+                        row, data = ray.get(ref)
+                    except ray.exceptions.RayError as e:
+                        failed_remote(job, e)
+                        continue
+                    write_atomically(os.path.join(run.out_dir, output_name(job.rel)), data)
+                    run.record(row, "converted")
+    finally:
+        for a in actors:
+            ray.kill(a["handle"])
+        for ref in list(preparing) + list(finishing):
+            ray.cancel(ref, force=True)

@@ -1,0 +1,426 @@
+"""The one place that translates between Blender data and core types.
+
+Frames: the object convention
+-----------------------------
+An implicit object is an Empty whose **local frame is the implicit's mesh frame**: the stored
+``Implicit.transform`` maps object-local coordinates to the network frame, and the object's
+``matrix_world`` maps local coordinates to the world. So
+
+    world -> network  =  implicit.transform @ inverse(matrix_world)
+
+which is what the viewport draws, what remeshing uses (its vertices come out in the mesh frame, i.e.
+object-local, and the new mesh object gets the implicit's ``matrix_world``) and what an exported file
+gets as its transform (:func:`world_transform`: the file's mesh frame is the world).
+
+Where the object is placed (:func:`placement`): conversion normalises the *world-space* mesh, giving a
+world -> network similarity ``s R x + t``. The Empty gets ``location`` = the shape's centre (the world
+point at the network origin), the rotation ``R^T`` and scale 1, and the stored transform becomes the
+pure uniform scale ``diag(s, s, s)``. Object units therefore are scene units, moving, rotating and
+scaling the object moves the shape, and the Empty's sphere display (radius ``BOUND_RADIUS / s``) is
+exactly the ball where the network is defined. Importing a file places the object the same way from
+the file's transform, so the shape lands where the file says its mesh was.
+
+Storage: the network is kept as the exact bytes of our .h5 file, base64 in ``obj.neural_implicit.data``
+with their SHA-256 in ``.key``; decoded networks are cached by key (duplicates share one entry).
+Blender data is read and written here on the main thread only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+import bpy
+from mathutils import Matrix
+
+from .core.constants import BOUND_RADIUS
+from .core.errors import FileFormatError, InputError
+from .core.fileformat import load, save
+from .core.implicit import Implicit
+
+#: Decoded networks kept in memory (by content key).
+CACHE_SIZE = 64
+_cache: "OrderedDict[str, Implicit]" = OrderedDict()
+
+
+# ============================================================================ frames
+
+def placement(T_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split a world -> network transform into the object's ``matrix_world`` and the transform to store.
+
+    T_world : (4, 4) affine map from world (the mesh frame of a conversion or a file) to the network.
+    Returns ``(M, T_local)`` with ``T_local @ inverse(M) == T_world``: M puts the object at the
+    network origin with the rotation of a similarity T_world and scale 1; T_local is then a uniform
+    scale. A transform that is no rotation-similarity (a reflection or shear from some other tool)
+    keeps its linear part in T_local and only the translation moves to M.
+    """
+    T_world = np.asarray(T_world, dtype=np.float64)
+    A = T_world[:3, :3]
+    M = np.eye(4)
+    M[:3, 3] = -np.linalg.solve(A, T_world[:3, 3])       # the world point at the network origin
+    U, S, Vt = np.linalg.svd(A)
+    s = float(S.mean())
+    similarity = np.linalg.det(A) > 0 and np.allclose(S, s, rtol=1e-6)
+    if similarity and not np.allclose(A, s * np.eye(3), rtol=0.0, atol=1e-12 * s):
+        M[:3, :3] = (U @ Vt).T                            # A = s R: the object takes R
+    T_local = T_world @ M
+    T_local[:3, 3] = 0.0                                  # A @ centre + t = 0 by construction
+    T_local[3] = (0.0, 0.0, 0.0, 1.0)
+    if similarity:
+        T_local[:3, :3] = s * np.eye(3)                   # exactly uniform, without rounding noise
+    return M, T_local
+
+
+def matrix_to_numpy(matrix) -> np.ndarray:
+    return np.array([tuple(row) for row in matrix], dtype=np.float64)
+
+
+def world_transform(obj, implicit: Implicit) -> np.ndarray:
+    """(4, 4) world -> network transform of an implicit object: ``transform @ inverse(matrix_world)``."""
+    return implicit.transform @ np.linalg.inv(matrix_to_numpy(obj.matrix_world))
+
+
+def in_world(obj, implicit: Implicit) -> Implicit:
+    """A copy of the object's implicit whose mesh frame is the world (what files get)."""
+    out = implicit.copy()
+    out.transform = world_transform(obj, implicit)
+    out.validate()
+    return out
+
+
+def evaluate_world(obj, P) -> np.ndarray:
+    """Signed distance (negative inside) at world points P (n, 3), in world units.
+
+    Exact for objects scaled uniformly (the usual case); under non-uniform object scale the value is
+    scaled by the mean scale and only its sign and zero set are exact.
+    """
+    implicit = implicit_from_object(obj)
+    M = matrix_to_numpy(obj.matrix_world)
+    P = np.asarray(P, dtype=np.float64)
+    inv = np.linalg.inv(M)
+    local = P @ inv[:3, :3].T + inv[:3, 3]
+    object_scale = float(np.cbrt(abs(np.linalg.det(M[:3, :3]))))
+    return implicit.evaluate_mesh_frame(local) * np.float32(object_scale)
+
+
+# ============================================================================ storage
+
+def implicit_to_bytes(implicit: Implicit) -> bytes:
+    """The .h5 file of ``implicit`` as bytes (core.fileformat writes files only)."""
+    with tempfile.TemporaryDirectory(prefix="neural_implicit_") as tmp:
+        path = os.path.join(tmp, "implicit.h5")
+        save(implicit, path)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def implicit_from_bytes(data: bytes) -> Implicit:
+    """Inverse of :func:`implicit_to_bytes`; raises FileFormatError for bad bytes."""
+    with tempfile.TemporaryDirectory(prefix="neural_implicit_") as tmp:
+        path = os.path.join(tmp, "implicit.h5")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return load(path)
+
+
+def content_key(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def stored_bytes(obj) -> bytes:
+    """The exact .h5 bytes stored in the object (FileFormatError when there are none or corrupt)."""
+    props = obj.neural_implicit
+    if not props.is_implicit or not props.data:
+        raise FileFormatError(f"{obj.name}: carries no neural implicit")
+    try:
+        return base64.b64decode(props.data.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise FileFormatError(f"{obj.name}: the stored network is corrupt (not base64)") from None
+
+
+def store_implicit(obj, implicit: Implicit, filepath: Optional[str] = None) -> str:
+    """Store ``implicit`` (mesh frame = object-local) in ``obj``; return its content key.
+
+    Also sets the Empty's display to the bounding sphere of the network.
+    """
+    data = implicit_to_bytes(implicit)
+    key = content_key(data)
+    props = obj.neural_implicit
+    props.data = base64.b64encode(data).decode("ascii")
+    props.key = key
+    props.is_implicit = True
+    if filepath is not None:
+        props.filepath = filepath
+    _remember(key, implicit)
+    if obj.type == 'EMPTY':
+        obj.empty_display_type = 'SPHERE'
+        obj.empty_display_size = BOUND_RADIUS / implicit.scale
+    return key
+
+
+def implicit_from_object(obj) -> Implicit:
+    """The object's network (cached by content key; do not modify it, ``.copy()`` first).
+
+    Raises FileFormatError when the object carries no network or the stored bytes are corrupt.
+    """
+    props = obj.neural_implicit
+    key = props.key
+    if key and key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    data = stored_bytes(obj)
+    if content_key(data) != key:
+        raise FileFormatError(f"{obj.name}: the stored network does not match its content key "
+                              "(edited by hand?)")
+    try:
+        implicit = implicit_from_bytes(data)
+    except FileFormatError as exc:
+        raise FileFormatError(f"{obj.name}: {exc}") from None
+    _remember(key, implicit)
+    return implicit
+
+
+def _remember(key: str, implicit: Implicit) -> None:
+    _cache[key] = implicit
+    _cache.move_to_end(key)
+    while len(_cache) > CACHE_SIZE:
+        _cache.popitem(last=False)
+
+
+def clear_cache() -> None:
+    _cache.clear()
+    _importance_cache.clear()
+
+
+def is_implicit(obj) -> bool:
+    return obj is not None and obj.neural_implicit.is_implicit and bool(obj.neural_implicit.key)
+
+
+def new_implicit_object(name: str, implicit_world: Implicit, collections=(), filepath=None):
+    """A new Empty carrying ``implicit_world`` (whose mesh frame is the world), placed by
+    :func:`placement` and linked to ``collections`` (the scene's collection when empty)."""
+    M, T_local = placement(implicit_world.transform)
+    local = implicit_world.copy()
+    local.transform = T_local
+    local.validate()
+    obj = bpy.data.objects.new(name, None)
+    obj.empty_display_type = 'SPHERE'
+    obj.matrix_world = Matrix(M.tolist())
+    store_implicit(obj, local, filepath)
+    for collection in collections or (bpy.context.scene.collection,):
+        collection.objects.link(obj)
+    return obj
+
+
+def new_mesh_object(name: str, V: np.ndarray, F: np.ndarray, matrix_world, collections=()):
+    """A new mesh object from vertices V (n, 3) in object coordinates and triangles F (m, 3)."""
+    V = np.ascontiguousarray(V, dtype=np.float32)
+    F = np.ascontiguousarray(F, dtype=np.int32)
+    me = bpy.data.meshes.new(name)
+    me.vertices.add(len(V))
+    me.vertices.foreach_set("co", V.ravel())
+    me.loops.add(F.size)
+    me.loops.foreach_set("vertex_index", F.ravel())
+    me.polygons.add(len(F))
+    me.polygons.foreach_set("loop_start", np.arange(0, F.size, 3, dtype=np.int32))
+    me.update()
+    me.validate(clean_customdata=False)
+    me.shade_smooth()
+    obj = bpy.data.objects.new(name, me)
+    obj.matrix_world = matrix_world
+    for collection in collections or (bpy.context.scene.collection,):
+        collection.objects.link(obj)
+    return obj
+
+
+def make_active(view_layer, obj, deselect=()) -> bool:
+    """Deselect ``deselect``, select ``obj`` and make it active, as Blender does with new objects.
+    False when ``obj`` is not in ``view_layer`` (an excluded collection)."""
+    for other in deselect:
+        try:
+            other.select_set(False, view_layer=view_layer)
+        except RuntimeError:
+            pass
+    try:
+        obj.select_set(True, view_layer=view_layer)
+    except RuntimeError:  # not in this view layer
+        return False
+    view_layer.objects.active = obj
+    return True
+
+
+# ============================================================================ meshes -> arrays
+
+@dataclass
+class MeshArrays:
+    """A Blender object's evaluated mesh, as core wants it.
+
+    name : the object's name; V : (n, 3) float64 world-space vertices; F : (m, 3) int64 triangles;
+    weights : (n,) float64 importance in 0..1, or None; importance : what the weights came from (text).
+    """
+
+    name: str
+    V: np.ndarray
+    F: np.ndarray
+    weights: Optional[np.ndarray]
+    importance: str
+
+
+def evaluated_mesh_arrays(obj, depsgraph) -> MeshArrays:
+    """World-space vertices, triangles and importance of ``obj`` with its modifiers applied.
+
+    The importance is the object's ``neural_implicit.importance_source``: the vertex selection (1 for
+    selected vertices) or a vertex group's weights, read from the evaluated mesh; where a modifier
+    dropped them they are carried over from the original mesh by nearest vertex. Raises InputError
+    for a missing vertex group. Never modifies the object.
+    """
+    ob_eval = obj.evaluated_get(depsgraph)
+    me = ob_eval.to_mesh()
+    try:
+        n = len(me.vertices)
+        co = np.empty(3 * n, dtype=np.float32)
+        me.vertices.foreach_get("co", co)
+        M = matrix_to_numpy(ob_eval.matrix_world)
+        V = co.reshape(n, 3).astype(np.float64) @ M[:3, :3].T + M[:3, 3]
+        me.calc_loop_triangles()
+        tris = np.empty(3 * len(me.loop_triangles), dtype=np.int32)
+        me.loop_triangles.foreach_get("vertices", tris)
+        F = tris.reshape(-1, 3).astype(np.int64)
+        weights, what = _importance(obj, me, V)
+    finally:
+        ob_eval.to_mesh_clear()
+    return MeshArrays(obj.name, V, F, weights, what)
+
+
+def _vertex_selection(me) -> np.ndarray:
+    sel = np.zeros(len(me.vertices), dtype=bool)
+    me.vertices.foreach_get("select", sel)
+    return sel.astype(np.float64)
+
+
+def _group_weights(me, index: int) -> np.ndarray:
+    w = np.zeros(len(me.vertices), dtype=np.float64)
+    for v in me.vertices:
+        for g in v.groups:
+            if g.group == index:
+                w[v.index] = g.weight
+                break
+    return w
+
+
+def _group_index(obj) -> int:
+    name = obj.neural_implicit.importance_group
+    group = obj.vertex_groups.get(name) if name else None
+    if group is None:
+        raise InputError(f"{obj.name}: importance vertex group "
+                         f"{name!r} does not exist" if name else
+                         f"{obj.name}: choose the vertex group that holds the importance")
+    return group.index
+
+
+def _importance(obj, me_eval, V_world):
+    source = obj.neural_implicit.importance_source
+    if source == 'NONE':
+        return None, "none"
+    if source == 'SELECTION':
+        read = _vertex_selection
+        what = "vertex selection"
+    else:
+        index = _group_index(obj)
+        read = lambda me: _group_weights(me, index)  # noqa: E731
+        what = f"vertex group {obj.neural_implicit.importance_group!r}"
+    w = read(me_eval)
+    if not w.any():
+        original = read(obj.data)
+        if original.any():
+            w = _transfer(obj, original, V_world)
+    w = np.clip(w, 0.0, None)
+    return (w if w.any() else None), what
+
+
+def _transfer(obj, values: np.ndarray, V_world: np.ndarray) -> np.ndarray:
+    """Per-vertex values of the original mesh carried to the evaluated vertices (nearest vertex)."""
+    if len(values) == len(V_world):
+        return values
+    from scipy.spatial import cKDTree
+    n = len(obj.data.vertices)
+    co = np.empty(3 * n, dtype=np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    M = matrix_to_numpy(obj.matrix_world)
+    orig = co.reshape(n, 3).astype(np.float64) @ M[:3, :3].T + M[:3, 3]
+    _, nearest = cKDTree(orig).query(V_world)
+    return values[nearest]
+
+
+#: Panel summaries are recomputed at most this often per object (reading a vertex group is a loop).
+SUMMARY_SECONDS = 1.0
+_importance_cache: dict = {}
+
+
+def importance_summary(obj) -> tuple[str, int, int, Optional[str]]:
+    """(source label, vertices carrying weight, vertices, problem or None) of a mesh object, read from
+    its original mesh (in Edit Mode the selection count is live, group weights as last stored)."""
+    props = obj.neural_implicit
+    me = obj.data
+    n = len(me.vertices)
+    if props.importance_source == 'NONE':
+        return "None", 0, n, None
+    if props.importance_source == 'SELECTION' and obj.mode == 'EDIT':
+        return "Selection", me.total_vert_sel, n, None
+    cache_key = (obj.name, props.importance_source, props.importance_group, obj.mode, n)
+    hit = _importance_cache.get(obj.name)
+    now = time.monotonic()
+    if hit is not None and hit[0] == cache_key and now - hit[1] < SUMMARY_SECONDS:
+        return hit[2]
+    if props.importance_source == 'SELECTION':
+        result = ("Selection", int(_vertex_selection(me).astype(bool).sum()), n, None)
+    else:
+        try:
+            w = _group_weights(me, _group_index(obj))
+            result = (f"Vertex group {props.importance_group}", int((w > 0).sum()), n, None)
+        except InputError as exc:
+            result = ("Vertex group", 0, n, str(exc).split(": ", 1)[-1])
+    _importance_cache[obj.name] = (cache_key, now, result)
+    return result
+
+
+# ============================================================================ viewport
+
+def draw_items(context) -> list:
+    """The visible implicit objects of the context's view layer as viewport.DrawItem records."""
+    from .viewport import DrawItem
+
+    view_layer = context.view_layer
+    space = context.space_data
+    viewport = space if space is not None and space.type == 'VIEW_3D' else None
+    active = view_layer.objects.active
+    items = []
+    for obj in view_layer.objects:
+        if not is_implicit(obj):
+            continue
+        if not obj.visible_get(view_layer=view_layer, viewport=viewport):
+            continue
+        try:
+            implicit = implicit_from_object(obj)
+        except InputError:
+            continue  # the panel shows the problem; the draw loop must not raise
+        items.append(DrawItem(obj.neural_implicit.key, implicit, matrix_to_numpy(obj.matrix_world),
+                              tuple(obj.color), obj.select_get(view_layer=view_layer), obj == active))
+    return items
+
+
+def viewport_settings(context):
+    """The scene's viewport options as viewport.ViewportSettings (the draw handler's callback)."""
+    from .viewport import ViewportSettings
+
+    s = context.scene.neural_implicit_settings
+    return ViewportSettings(max_steps=int(s.viewport_max_steps),
+                            resolution_scale=float(s.viewport_resolution_scale))

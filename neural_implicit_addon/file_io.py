@@ -1,0 +1,143 @@
+"""File > Import / Export > Neural Implicit (.h5), and drag and drop of .h5 files into the 3D View.
+
+The file format is core's (core/fileformat.py). A file's transform maps its mesh frame to the
+network; the add-on treats that mesh frame as the world: import places the object where the file
+says the mesh was (bridge.placement), export writes ``transform @ inverse(matrix_world)``, so moving
+an implicit in Blender and exporting it moves the shape in the file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper, poll_file_object_drop
+
+from . import bridge
+from .core.errors import InputError
+from .core.fileformat import load, save
+from .core.quantize import STORAGES, with_storage
+
+
+class IMPORT_SCENE_OT_neural_implicit(bpy.types.Operator, ImportHelper):
+    """Load neural implicits (.h5) as new implicit objects"""
+
+    bl_idname = "import_scene.neural_implicit"
+    bl_label = "Import Neural Implicit"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    filename_ext = ".h5"
+    filter_glob: StringProperty(default="*.h5", options={'HIDDEN'})
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={'HIDDEN', 'SKIP_SAVE'})
+    directory: StringProperty(subtype='DIR_PATH', options={'HIDDEN', 'SKIP_SAVE'})
+    link: BoolProperty(name="Link to File", default=True,
+                       description="Remember the file in the object (shown in the sidebar, the "
+                                   "default path of a later export)")
+
+    def paths(self) -> list[str]:
+        if self.files and self.directory:
+            return [os.path.join(self.directory, f.name) for f in self.files if f.name]
+        return [self.filepath] if self.filepath else []
+
+    def invoke(self, context, event):
+        if self.directory and self.files:  # dropped on the 3D View: no file browser
+            return self.execute(context)
+        return super().invoke(context, event)
+
+    def execute(self, context):
+        paths = self.paths()
+        if not paths:
+            self.report({'ERROR'}, "No file given")
+            return {'CANCELLED'}
+        collection = context.collection or context.scene.collection
+        created = []
+        for path in paths:
+            path = bpy.path.abspath(path)
+            try:
+                implicit = load(path)
+            except InputError as exc:
+                self.report({'ERROR'}, str(exc))
+                continue
+            name = os.path.splitext(os.path.basename(path))[0] or "implicit"
+            obj = bridge.new_implicit_object(name, implicit, (collection,),
+                                             filepath=path if self.link else None)
+            created.append(obj)
+        if not created:
+            return {'CANCELLED'}
+        deselect = tuple(context.selected_objects)
+        for obj in created:
+            bridge.make_active(context.view_layer, obj, deselect)
+        self.report({'INFO'}, f"Imported {len(created)} neural implicit(s)")
+        return {'FINISHED'}
+
+
+class EXPORT_SCENE_OT_neural_implicit(bpy.types.Operator, ExportHelper):
+    """Save the active neural implicit as an .h5 file (world space)"""
+
+    bl_idname = "export_scene.neural_implicit"
+    bl_label = "Export Neural Implicit"
+    bl_options = {'REGISTER', 'UNDO'}  # "Link to File" changes the object
+
+    filename_ext = ".h5"
+    filter_glob: StringProperty(default="*.h5", options={'HIDDEN'})
+    storage: EnumProperty(
+        name="Storage", default='KEEP',
+        items=[('KEEP', "Keep", "The precision the implicit has now")]
+        + [(s.upper(), s, f"Store weights as {s}") for s in STORAGES],
+        description="Precision of the stored weights (lower is smaller and less exact)")
+    link: BoolProperty(name="Link to File", default=True,
+                       description="Remember the written file in the object")
+
+    @classmethod
+    def poll(cls, context):
+        if not bridge.is_implicit(context.active_object):
+            cls.poll_message_set("The active object is no neural implicit")
+            return False
+        return True
+
+    def invoke(self, context, event):
+        obj = context.active_object
+        linked = obj.neural_implicit.filepath
+        self.filepath = bpy.path.abspath(linked) if linked else bpy.path.clean_name(obj.name) + ".h5"
+        context.window_manager.fileselect_add(self)
+        return {'RUNNING_MODAL'}
+
+    def execute(self, context):
+        obj = context.active_object
+        path = bpy.path.ensure_ext(bpy.path.abspath(self.filepath), self.filename_ext)
+        try:
+            implicit = bridge.in_world(obj, bridge.implicit_from_object(obj))
+            if self.storage != 'KEEP':
+                implicit = with_storage(implicit, self.storage.lower())
+            size = save(implicit, path)
+        except (InputError, OSError) as exc:
+            self.report({'ERROR'}, str(exc))
+            return {'CANCELLED'}
+        if self.link:
+            obj.neural_implicit.filepath = path
+        self.report({'INFO'}, f"Wrote {os.path.basename(path)} ({size / 1024:.1f} KiB)")
+        return {'FINISHED'}
+
+
+class NI_FH_neural_implicit(bpy.types.FileHandler):
+    bl_idname = "NI_FH_neural_implicit"
+    bl_label = "Neural Implicit"
+    bl_import_operator = IMPORT_SCENE_OT_neural_implicit.bl_idname
+    bl_export_operator = EXPORT_SCENE_OT_neural_implicit.bl_idname
+    bl_file_extensions = ".h5"
+
+    @classmethod
+    def poll_drop(cls, context):
+        return poll_file_object_drop(context)
+
+
+def menu_import(self, context):
+    self.layout.operator(IMPORT_SCENE_OT_neural_implicit.bl_idname, text="Neural Implicit (.h5)")
+
+
+def menu_export(self, context):
+    self.layout.operator(EXPORT_SCENE_OT_neural_implicit.bl_idname, text="Neural Implicit (.h5)")
+
+
+classes = (IMPORT_SCENE_OT_neural_implicit, EXPORT_SCENE_OT_neural_implicit, NI_FH_neural_implicit)

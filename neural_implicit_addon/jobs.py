@@ -1,0 +1,231 @@
+"""Long core work (conversion, remeshing) off Blender's UI thread, with progress and cancellation.
+
+A :class:`Job` is a list of :class:`Task` records (one per object), each a plain function of
+``(progress, cancel)`` that touches no Blender data: the operator reads everything the task needs
+on the main thread before, and applies the result on the main thread after, looking objects up
+again by name. The job runs the tasks one after another in a daemon thread (torch and numpy release
+the GIL, so Blender stays responsive) and posts :class:`Event` records to a queue that the
+operator's modal timer drains (:meth:`Job.events`). In background mode there is no event loop, so
+the operator calls :meth:`Job.run` on the main thread instead: the same code, blocking.
+
+Only one job runs at a time (:func:`active`); :func:`cancel_active` sets its cancel token (Esc, the
+panel's Cancel button, unregistering the add-on, loading another file).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .core.errors import Cancelled, InputError
+from .core.progress import CancelToken, Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Task:
+    """One unit of work: ``run(progress, cancel) -> result``; ``name`` is the object it is for."""
+
+    name: str
+    run: Callable[[Callable[[Progress], None], CancelToken], Any]
+    context: dict = field(default_factory=dict)   # plain data the operator needs to apply the result
+
+
+@dataclass
+class Event:
+    """What the worker tells the main thread.
+
+    kind : "progress", "done" (``result`` set), "error" (``message`` set) or "cancelled";
+    index : the task it is about.
+    """
+
+    kind: str
+    index: int
+    progress: Optional[Progress] = None
+    result: Any = None
+    message: str = ""
+
+
+def error_message(exc: BaseException) -> str:
+    """The message a user sees for an exception raised by core work."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "torch":
+        return ("PyTorch is not installed: install it in Preferences > Add-ons > Neural Implicit "
+                "(conversion needs it)")
+    if isinstance(exc, MemoryError):
+        return "out of memory: lower the pool and sample counts, or the network size"
+    return f"internal error ({type(exc).__name__}: {exc}); the system console has the details"
+
+
+class Job:
+    """Tasks run one after another with one cancel token; see the module docstring."""
+
+    def __init__(self, title: str, tasks: list[Task]):
+        self.title = title
+        self.tasks = tasks
+        self.cancel_token = CancelToken()
+        self.started = None
+        self.current = 0                   # index of the task running now
+        self.latest: Optional[Progress] = None
+        self.done = threading.Event()
+        self._queue: "queue.Queue[Event]" = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> None:
+        """Run in a daemon thread; poll :meth:`events` until :attr:`finished`."""
+        _set_active(self)
+        self._thread = threading.Thread(target=self._work, name=f"neural-implicit {self.title}",
+                                        daemon=True)
+        self._thread.start()
+
+    def run(self) -> list[Event]:
+        """Run on this thread (background mode) and return every event."""
+        _set_active(self)
+        self._work()
+        return self.events()
+
+    def _work(self) -> None:
+        self.started = time.monotonic()
+        try:
+            for i, task in enumerate(self.tasks):
+                self.current = i
+                if self.cancel_token.cancelled:
+                    self._queue.put(Event("cancelled", i))
+                    break
+                try:
+                    result = task.run(lambda p, i=i: self._progress(i, p), self.cancel_token)
+                except Cancelled:
+                    self._queue.put(Event("cancelled", i))
+                    break
+                except Exception as exc:  # every failure becomes a message; bugs are logged too
+                    if not isinstance(exc, (InputError, ModuleNotFoundError, MemoryError)):
+                        log.exception("neural implicit: %s of %s failed", self.title, task.name)
+                    message = error_message(exc)
+                    if not message.startswith(task.name):
+                        message = f"{task.name}: {message}"
+                    self._queue.put(Event("error", i, message=message))
+                else:
+                    self._queue.put(Event("done", i, result=result))
+        finally:
+            self.done.set()
+            _clear_active(self)
+
+    def _progress(self, index: int, progress: Progress) -> None:
+        self.latest = progress
+        self._queue.put(Event("progress", index, progress))
+
+    # ------------------------------------------------------------------ main thread
+    def events(self) -> list[Event]:
+        """Every event posted since the last call (never blocks)."""
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    @property
+    def finished(self) -> bool:
+        return self.done.is_set()
+
+    def cancel(self) -> None:
+        self.cancel_token.cancel()
+
+    @property
+    def cancelling(self) -> bool:
+        return self.cancel_token.cancelled and not self.finished
+
+    def status(self) -> str:
+        """One line for the status bar and the panel: object, stage, epoch, loss, ETA."""
+        n = len(self.tasks)
+        name = self.tasks[min(self.current, n - 1)].name if n else ""
+        parts = [f"{self.title} {min(self.current + 1, n)}/{n}: {name}" if n > 1
+                 else f"{self.title}: {name}"]
+        p = self.latest
+        if self.cancelling:
+            parts.append("cancelling...")
+        elif p is not None:
+            if p.epoch is not None and p.epochs:
+                parts.append(f"epoch {p.epoch}/{p.epochs}")
+            else:
+                parts.append(p.stage)
+            if p.loss is not None:
+                parts.append(f"loss {p.loss:.5f}")
+            if p.eta is not None:
+                parts.append(f"ETA {format_seconds(p.eta)}")
+            elif p.message:
+                parts.append(p.message)
+        return " · ".join(parts)
+
+    def fraction(self) -> float:
+        """Share of the whole job done, for a progress bar (each task counts equally)."""
+        n = max(len(self.tasks), 1)
+        p = self.latest
+        within = 0.0
+        if p is not None:
+            # sampling then training then measuring: give training most of the bar
+            weights = {"sampling": (0.0, 0.2), "training": (0.2, 0.75), "measuring": (0.95, 0.05),
+                       "remeshing": (0.0, 1.0)}
+            lo, span = weights.get(p.stage, (0.0, 1.0))
+            within = lo + span * min(max(float(p.fraction), 0.0), 1.0)
+        return min((self.current + within) / n, 1.0)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    m, s = divmod(seconds, 60)
+    if m < 60:
+        return f"{m} min {s:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+_active: Optional[Job] = None
+_lock = threading.Lock()
+
+
+def _set_active(job: Job) -> None:
+    global _active
+    with _lock:
+        if _active is not None and not _active.finished and _active is not job:
+            raise RuntimeError("a neural implicit job is already running")
+        _active = job
+
+
+def _clear_active(job: Job) -> None:
+    global _active
+    with _lock:
+        if _active is job:
+            _active = None
+
+
+def active() -> Optional[Job]:
+    """The job running now, or None."""
+    return _active
+
+
+def cancel_active() -> bool:
+    """Ask the running job to stop; True when there was one."""
+    job = _active
+    if job is None:
+        return False
+    job.cancel()
+    return True
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Cancel the running job and wait a little for its thread (unregister, file load)."""
+    job = _active
+    if job is None:
+        return
+    job.cancel()
+    job.done.wait(timeout)

@@ -1,0 +1,162 @@
+"""PropertyGroups: the scene's conversion settings and the per-object data (stored network, importance).
+
+The conversion settings are *derived* from ``core.settings.ConversionSettings``: one Blender property
+per dataclass field, with the field's default, range, choices and help text, so defaults live in core
+only. ``NI_SceneSettings.to_core()`` turns the properties back into a validated ConversionSettings.
+A few add-on-only options (hide the source, remesh resolution, viewport quality) sit beside them.
+
+``Object.neural_implicit`` (``NI_ObjectProperties``) serves both kinds of objects:
+
+* implicit objects (``is_implicit``): the network as the exact bytes of our .h5 file, base64 in
+  ``data`` (a string property, so no NUL bytes), ``key`` the SHA-256 of those bytes (caches use it),
+  ``filepath`` an optional link to an .h5 file, ``source`` the mesh it was converted from;
+* mesh objects: where conversion takes the user importance from (``importance_source``,
+  ``importance_group``).
+
+The bytes are written and read only by bridge.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, fields
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+from .core.remesh import MAX_RESOLUTION, MIN_RESOLUTION
+from .core.settings import ConversionSettings
+
+#: Largest value an IntProperty can hold (the seed's core range is larger).
+INT_MAX = 2 ** 31 - 1
+
+#: UI names where the field name is not readable as is.
+LABELS = {"lr": "Learning Rate", "beta": "Beta", "dtype": "Storage", "encoding_frequencies": "Encoding",
+          "surface_fraction": "Surface Share", "importance_strength": "Strength"}
+CHOICE_LABELS = {"relu": "ReLU", "sine": "Sine (SIREN)", "auto": "Auto", "cpu": "CPU", "cuda": "CUDA",
+                 "onecycle": "One-Cycle", "cosine": "Cosine", "constant": "Constant",
+                 "float32": "Float32", "float16": "Float16", "int8": "Int8"}
+
+#: The settings the panel shows first (the issue's list); every other field goes to "Advanced".
+MAIN_SETTINGS = ("layers", "hidden", "activation", "beta", "pool", "samples", "epochs", "lr",
+                 "device", "seed")
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " ").title())
+
+
+def _description(help_text: str) -> str:
+    return help_text[:1].upper() + help_text[1:]
+
+
+def _precision(default: float) -> int:
+    """Digits shown for a float property: enough for its default (3e-3 -> 5, 30.0 -> 2)."""
+    if default <= 0:
+        return 3
+    return int(min(6, max(2, 2 - math.floor(math.log10(default)))))
+
+
+def property_for(f):
+    """The bpy property of one ConversionSettings field (default, range, choices, help from core)."""
+    m = f.metadata
+    default = f.default if f.default is not MISSING else f.default_factory()
+    common = {"name": _label(f.name), "description": _description(m["help"])}
+    if isinstance(default, bool):
+        return BoolProperty(default=default, **common)
+    if isinstance(default, int):
+        return IntProperty(default=default, min=int(m["min"]), max=int(min(m["max"], INT_MAX)),
+                           **common)
+    if isinstance(default, float):
+        return FloatProperty(default=default, min=float(m["min"]), max=float(m["max"]),
+                             precision=_precision(default), **common)
+    if isinstance(default, str) and "choices" in m:
+        items = [(c, CHOICE_LABELS.get(c, c.title()), "") for c in m["choices"]]
+        return EnumProperty(items=items, default=default, **common)
+    raise TypeError(f"ConversionSettings.{f.name}: no Blender property for {type(default).__name__}")
+
+
+def _float32_to_float(value: float) -> float:
+    """A FloatProperty holds float32: 3e-3 reads back as 0.0030000000260770321. Take the shortest
+    decimal that float32 value stands for, which is what the user typed."""
+    return float(f"{value:.7g}")
+
+
+def _to_core(self) -> ConversionSettings:
+    values = {}
+    for f in fields(ConversionSettings):
+        v = getattr(self, f.name)
+        values[f.name] = _float32_to_float(v) if isinstance(v, float) else v
+    return ConversionSettings(**values).validate()
+
+
+def _from_core(self, settings: ConversionSettings) -> None:
+    for f in fields(ConversionSettings):
+        setattr(self, f.name, getattr(settings, f.name))
+
+
+def _settings_class():
+    annotations = {f.name: property_for(f) for f in fields(ConversionSettings)}
+    annotations.update(
+        hide_source=BoolProperty(
+            name="Hide Source", default=True,
+            description="Hide each converted mesh afterwards (not deleted: Alt+H or the implicit's "
+                        "Show Source button brings it back)"),
+        remesh_resolution=IntProperty(
+            name="Resolution", default=128, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
+            description="Marching cubes cells per axis of the implicit's bounding cube"),
+        viewport_resolution_scale=FloatProperty(
+            name="Navigation Scale", default=0.5, min=0.05, max=1.0, subtype='FACTOR',
+            description="Resolution at which implicits are traced while the view moves "
+                        "(full resolution once it stops)"),
+        viewport_max_steps=IntProperty(
+            name="Max Steps", default=96, min=8, max=1024,
+            description="Network evaluations per pixel at most when drawing implicits"),
+    )
+    return type("NI_SceneSettings", (bpy.types.PropertyGroup,), {
+        "__annotations__": annotations,
+        "__doc__": "Conversion settings (derived from core.settings.ConversionSettings) and add-on options",
+        "to_core": _to_core,
+        "from_core": _from_core,
+    })
+
+
+NI_SceneSettings = _settings_class()
+
+
+IMPORTANCE_SOURCES = [
+    ('NONE', "None", "Uniform accuracy over the whole surface"),
+    ('SELECTION', "Selection", "Selected vertices (Edit Mode) are reproduced more accurately"),
+    ('VERTEX_GROUP', "Vertex Group",
+     "A vertex group's weights (paint them in Weight Paint mode) raise the accuracy where they are high"),
+]
+
+
+class NI_ObjectProperties(bpy.types.PropertyGroup):
+    """Per-object data: the stored network of implicit objects, the importance source of meshes."""
+
+    is_implicit: BoolProperty(
+        name="Is Implicit", default=False,
+        description="This object carries a neural implicit (set by conversion and import)")
+    data: StringProperty(
+        name="Network", default="", options={'HIDDEN'},
+        description="The network as base64 of its .h5 file (written by the add-on only)")
+    key: StringProperty(
+        name="Content Key", default="", options={'HIDDEN'},
+        description="SHA-256 of the stored .h5 bytes")
+    filepath: StringProperty(
+        name="File", default="", subtype='FILE_PATH',
+        description=".h5 file this implicit was imported from or last exported to")
+    source: PointerProperty(
+        type=bpy.types.Object, name="Source",
+        description="The mesh object this implicit was converted from")
+    importance_source: EnumProperty(
+        name="Importance", items=IMPORTANCE_SOURCES, default='NONE',
+        description="Where conversion reads per-vertex importance from")
+    importance_group: StringProperty(
+        name="Vertex Group", default="",
+        description="Vertex group whose weights are the importance")
+
+
+classes = (NI_SceneSettings, NI_ObjectProperties)

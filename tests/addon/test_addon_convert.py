@@ -1,0 +1,315 @@
+"""The add-on driven through bpy.ops in real Blender: convert Suzanne, keep the network in the .blend,
+remesh, .h5 round trip, undo, importance from a vertex selection.
+
+One conversion (small settings, one torch thread) is made once per module and saved; each test opens
+that .blend, so tests do not depend on each other.
+"""
+
+import importlib
+
+import numpy as np
+import pytest
+
+#: Small but real: the network crosses zero inside Suzanne (remeshing needs that) in about 1 s.
+SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,
+             threads=1, seed=0)
+#: Remeshing resolution for the tests (cells per axis of the bounding cube).
+RESOLUTION = 64
+#: Chamfer L1 (unit-sphere frame) between Suzanne and the remeshed implicit: 0.021-0.031 measured
+#: with SMALL at RESOLUTION 64; the bound leaves room for other torch builds.
+CHAMFER_BOUND = 0.06
+
+
+class NI:
+    """The installed extension's modules."""
+
+    def __init__(self, blender):
+        self.bpy = blender.bpy
+        pkg = blender.package
+        for name in ("bridge", "jobs", "operators", "properties", "core.convert", "core.mesh",
+                     "core.metrics", "core.fileformat", "core.settings"):
+            setattr(self, name.replace("core.", "core_"), importlib.import_module(f"{pkg}.{name}"))
+
+
+def new_scene(bpy, **settings):
+    """An empty file with the small conversion settings."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    s = bpy.context.scene.neural_implicit_settings
+    for key, value in {**SMALL, **settings}.items():
+        setattr(s, key, value)
+    return s
+
+
+def add_suzanne(bpy, location=(0.0, 0.0, 0.0), rotation=(0.0, 0.0, 0.0)):
+    bpy.ops.mesh.primitive_monkey_add(location=location, rotation=rotation)
+    return bpy.context.active_object
+
+
+def vertices_world(obj):
+    M = np.array(obj.matrix_world)
+    co = np.array([v.co[:] for v in obj.data.vertices])
+    return co @ M[:3, :3].T + M[:3, 3]
+
+
+@pytest.fixture(scope="module")
+def ni(blender):
+    return NI(blender)
+
+
+@pytest.fixture(scope="module")
+def converted(ni, tmp_path_factory):
+    """A saved .blend holding Suzanne (moved and rotated) and its implicit, plus facts about them."""
+    bpy = ni.bpy
+    new_scene(bpy)
+    src = add_suzanne(bpy, location=(1.0, -2.0, 0.5), rotation=(0.3, 0.0, 0.7))
+    bpy.ops.object.modifier_add(type='SUBSURF')     # conversion sees the evaluated mesh
+    src.modifiers[-1].levels = 1
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    arrays = ni.bridge.evaluated_mesh_arrays(src, depsgraph)
+    co_before = vertices_world(src)
+    assert ni.bpy.ops.object.neural_implicit_convert() == {'FINISHED'}
+    path = tmp_path_factory.mktemp("convert") / "suzanne.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    return dict(path=str(path), arrays=arrays, co_before=co_before,
+                settings=bpy.context.scene.neural_implicit_settings.to_core())
+
+
+def open_converted(ni, converted):
+    ni.bpy.ops.wm.open_mainfile(filepath=converted["path"])
+    return ni.bpy.data.objects["Suzanne"], ni.bpy.data.objects["Suzanne_implicit"]
+
+
+def test_convert_makes_an_implicit_empty_at_the_shape_and_hides_the_source(ni, converted):
+    src, obj = open_converted(ni, converted)
+    props = obj.neural_implicit
+    assert obj.type == 'EMPTY' and props.is_implicit and props.key and props.data
+    assert not src.neural_implicit.is_implicit and props.source == src
+    # the source is hidden, not deleted, and not modified
+    assert src.hide_get() and src.name in ni.bpy.context.view_layer.objects
+    assert np.array_equal(vertices_world(src), converted["co_before"])
+    assert len(src.modifiers) == 1
+    # convention: origin at the bounding-box centre of the (evaluated, world) mesh, scale 1, sphere
+    V = converted["arrays"].V
+    centre = 0.5 * (V.min(0) + V.max(0))
+    assert np.allclose(obj.location, centre, atol=1e-5)
+    assert np.allclose(obj.scale, 1.0) and np.allclose(obj.rotation_euler, 0.0)
+    implicit = ni.bridge.implicit_from_object(obj)
+    s = implicit.scale
+    assert np.allclose(implicit.transform, np.diag([s, s, s, 1.0]))
+    radius = np.linalg.norm(V - centre, axis=1).max()
+    assert obj.empty_display_type == 'SPHERE'
+    assert obj.empty_display_size == pytest.approx(radius / 0.9, rel=1e-5)   # BOUND_RADIUS / s
+    info = implicit.describe()
+    assert info["parameters"] == implicit.architecture.parameters > 0
+    assert implicit.metadata["surface_error"] > 0 and implicit.metadata["device"] == "cpu"
+
+
+def test_implicit_evaluates_like_the_core_model_of_the_same_mesh(ni, converted):
+    src, obj = open_converted(ni, converted)
+    arrays = converted["arrays"]
+    mesh = ni.core_mesh.mesh_from_arrays(arrays.V, arrays.F, name="Suzanne")
+    reference = ni.core_convert.convert_mesh(mesh, converted["settings"]).implicit  # world frame
+    stored = ni.bridge.implicit_from_object(obj)
+    assert all(np.array_equal(a, b) for a, b in zip(stored.weights, reference.weights))
+    rng = np.random.default_rng(1)
+    centre = np.array(obj.location)
+    P = centre + rng.uniform(-1.2, 1.2, (2000, 3))
+    f_blender = ni.bridge.evaluate_world(obj, P)
+    f_core = reference.evaluate_mesh_frame(P)
+    assert np.abs(f_blender - f_core).max() < 1e-5
+    # and it is Suzanne: small |f| on her vertices (world units; she is about 2.7 wide)
+    assert np.abs(ni.bridge.evaluate_world(obj, arrays.V)).mean() < 0.03
+
+
+def test_moving_rotating_scaling_the_object_moves_the_shape(ni, converted):
+    bpy = ni.bpy
+    _, obj = open_converted(ni, converted)
+    rng = np.random.default_rng(2)
+    P_local = rng.uniform(-1.0, 1.0, (500, 3))
+    M0 = np.array(obj.matrix_world)
+    before = ni.bridge.evaluate_world(obj, P_local @ M0[:3, :3].T + M0[:3, 3])
+    obj.location = (4.0, 5.0, -6.0)
+    obj.rotation_euler = (0.5, -0.2, 1.0)
+    obj.scale = (2.0, 2.0, 2.0)
+    bpy.context.view_layer.update()
+    M1 = np.array(obj.matrix_world)
+    after = ni.bridge.evaluate_world(obj, P_local @ M1[:3, :3].T + M1[:3, 3])
+    assert np.allclose(after, 2.0 * before, atol=1e-5)    # distances scale with the object
+
+
+def test_duplicating_the_object_duplicates_the_shape(ni, converted):
+    bpy = ni.bpy
+    _, obj = open_converted(ni, converted)
+    for o in bpy.context.selected_objects:
+        o.select_set(False)
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+    assert bpy.ops.object.duplicate_move(TRANSFORM_OT_translate={"value": (3.0, 0.0, 0.0)}) == {'FINISHED'}
+    dup = bpy.context.active_object
+    assert dup != obj and dup.neural_implicit.is_implicit
+    assert dup.neural_implicit.data == obj.neural_implicit.data
+    assert dup.neural_implicit.key == obj.neural_implicit.key
+    P = np.array(obj.location) + np.random.default_rng(3).uniform(-1, 1, (200, 3))
+    assert np.allclose(ni.bridge.evaluate_world(dup, P + [3.0, 0.0, 0.0]),
+                       ni.bridge.evaluate_world(obj, P), atol=1e-6)
+
+
+def test_weights_survive_save_close_reopen_identically(ni, converted, tmp_path):
+    bpy = ni.bpy
+    _, obj = open_converted(ni, converted)
+    data, key = obj.neural_implicit.data, obj.neural_implicit.key
+    weights = [w.copy() for w in ni.bridge.implicit_from_object(obj).weights]
+    matrix = np.array(obj.matrix_world)
+    path = tmp_path / "again.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert "Suzanne_implicit" not in bpy.data.objects
+    ni.bridge.clear_cache()                              # decode from the file's bytes
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    back = bpy.data.objects["Suzanne_implicit"]
+    assert back.neural_implicit.data == data and back.neural_implicit.key == key
+    assert ni.bridge.content_key(ni.bridge.stored_bytes(back)) == key
+    assert all(np.array_equal(a, b) for a, b in
+               zip(ni.bridge.implicit_from_object(back).weights, weights))
+    assert np.array_equal(np.array(back.matrix_world), matrix)
+
+
+def test_remesh_gives_a_mesh_near_suzanne_at_the_implicits_transform(ni, converted):
+    bpy = ni.bpy
+    _, obj = open_converted(ni, converted)
+    obj.location.x += 2.0                                # remeshing follows the object
+    bpy.context.view_layer.update()
+    bpy.context.view_layer.objects.active = obj
+    assert bpy.ops.object.neural_implicit_remesh(resolution=RESOLUTION) == {'FINISHED'}
+    out = bpy.data.objects["Suzanne_implicit_remesh"]
+    assert out.type == 'MESH' and bpy.context.active_object == out
+    assert np.allclose(np.array(out.matrix_world), np.array(obj.matrix_world))
+    V = vertices_world(out) - [2.0, 0.0, 0.0]
+    F = np.array([p.vertices[:] for p in out.data.polygons])
+    arrays = converted["arrays"]
+    reference = ni.core_mesh.mesh_from_arrays(arrays.V, arrays.F)
+    d = ni.core_metrics.surface_distances(reference, V, F, n=20_000)
+    print(f"remesh at {RESOLUTION}: Chamfer L1 {d.chamfer_l1:.4f}, Hausdorff {d.hausdorff:.4f}")
+    assert d.chamfer_l1 < CHAMFER_BOUND
+
+
+def test_h5_export_import_round_trip(ni, converted, tmp_path):
+    bpy = ni.bpy
+    _, obj = open_converted(ni, converted)
+    obj.location = (0.5, 0.25, -1.0)                     # the file says where the shape is now
+    obj.rotation_euler = (0.0, 0.4, 0.0)
+    bpy.context.view_layer.update()
+    bpy.context.view_layer.objects.active = obj
+    path = tmp_path / "suzanne.h5"
+    assert bpy.ops.export_scene.neural_implicit(filepath=str(path)) == {'FINISHED'}
+    assert obj.neural_implicit.filepath == str(path)
+    on_disk = ni.core_fileformat.load(str(path))
+    P = np.random.default_rng(4).uniform(-1.5, 1.5, (1000, 3)) + np.array(obj.location)
+    f_obj = ni.bridge.evaluate_world(obj, P)
+    assert np.allclose(on_disk.evaluate_mesh_frame(P), f_obj, atol=1e-5)   # file frame = world
+
+    assert bpy.ops.import_scene.neural_implicit(filepath=str(path)) == {'FINISHED'}
+    imported = bpy.data.objects["suzanne"]
+    assert imported.neural_implicit.is_implicit and imported.neural_implicit.filepath == str(path)
+    assert bpy.context.active_object == imported
+    assert np.allclose(np.array(imported.matrix_world), np.array(obj.matrix_world), atol=1e-5)
+    assert np.allclose(imported.scale, 1.0, atol=1e-6)
+    assert all(np.array_equal(a, b) for a, b in zip(ni.bridge.implicit_from_object(imported).weights,
+                                                     ni.bridge.implicit_from_object(obj).weights))
+    assert np.allclose(ni.bridge.evaluate_world(imported, P), f_obj, atol=1e-5)
+
+
+def test_undo_removes_the_implicit_and_shows_the_source_again(ni):
+    bpy = ni.bpy
+    new_scene(bpy, epochs=2)
+    add_suzanne(bpy)
+    bpy.ops.ed.undo_push(message="before converting")
+    # undo=True: operators called from Python push their undo step only when asked
+    assert bpy.ops.object.neural_implicit_convert('EXEC_DEFAULT', True) == {'FINISHED'}
+    assert "Suzanne_implicit" in bpy.data.objects and bpy.data.objects["Suzanne"].hide_get()
+    bpy.ops.object.select_all(action='DESELECT')
+    bpy.data.objects["Suzanne_implicit"].select_set(True)
+    bpy.context.view_layer.objects.active = bpy.data.objects["Suzanne_implicit"]
+    assert bpy.ops.object.neural_implicit_remesh('EXEC_DEFAULT', True, resolution=32) == {'FINISHED'}
+    assert "Suzanne_implicit_remesh" in bpy.data.objects
+    bpy.ops.ed.undo()
+    assert "Suzanne_implicit_remesh" not in bpy.data.objects
+    assert "Suzanne_implicit" in bpy.data.objects
+    bpy.ops.ed.undo()
+    assert "Suzanne_implicit" not in bpy.data.objects
+    assert not bpy.data.objects["Suzanne"].hide_get()
+    bpy.ops.ed.redo()
+    assert bpy.data.objects["Suzanne_implicit"].neural_implicit.is_implicit
+
+
+def test_converting_several_objects_one_after_another(ni):
+    bpy = ni.bpy
+    new_scene(bpy, epochs=2)
+    add_suzanne(bpy, location=(-3.0, 0.0, 0.0))
+    bpy.ops.mesh.primitive_ico_sphere_add(location=(3.0, 0.0, 0.0))
+    bpy.ops.object.select_all(action='SELECT')
+    assert bpy.ops.object.neural_implicit_convert() == {'FINISHED'}
+    for name, x in (("Suzanne", -3.0), ("Icosphere", 3.0)):
+        obj = bpy.data.objects[f"{name}_implicit"]
+        assert obj.neural_implicit.is_implicit and obj.location.x == pytest.approx(x, abs=1e-4)
+        assert bpy.data.objects[name].hide_get()
+
+
+def region_error(ni, obj, mesh_world, selected):
+    """The core surface error of the implicit on the faces whose vertices are all selected."""
+    F = mesh_world.F[selected[mesh_world.F].all(axis=1)]
+    used = np.unique(F)
+    remap = np.full(len(mesh_world.V), -1)
+    remap[used] = np.arange(len(used))
+    region = ni.core_mesh.Mesh(mesh_world.V[used], remap[F])
+    implicit = ni.bridge.in_world(obj, ni.bridge.implicit_from_object(obj))
+    return ni.core_metrics.surface_error(implicit, region, n=20_000)
+
+
+def test_vertex_selection_lowers_the_error_in_the_selected_region(ni):
+    """Suzanne's right ear selected, strength 50: measured error ratios 0.17-0.35 over seeds 0-3 (0.32-0.78
+    at the default strength 10, where single small networks vary too much for a test)."""
+    bpy = ni.bpy
+    errors = {}
+    for source in ('NONE', 'SELECTION'):
+        new_scene(bpy, importance_strength=50.0)
+        src = add_suzanne(bpy)
+        selected = vertices_world(src)[:, 0] > 1.0      # her right ear (29 vertices)
+        src.data.vertices.foreach_set("select", selected)
+        src.neural_implicit.importance_source = source
+        arrays = ni.bridge.evaluated_mesh_arrays(src, bpy.context.evaluated_depsgraph_get())
+        if source == 'SELECTION':
+            assert np.array_equal(arrays.weights, selected.astype(float))
+            assert ni.bridge.importance_summary(src)[1:3] == (29, len(src.data.vertices))
+        else:
+            assert arrays.weights is None
+        assert bpy.ops.object.neural_implicit_convert() == {'FINISHED'}
+        mesh = ni.core_mesh.mesh_from_arrays(arrays.V, arrays.F)
+        errors[source] = region_error(ni, bpy.data.objects["Suzanne_implicit"], mesh, selected)
+    print("surface error in the selected region:", errors)
+    assert errors['SELECTION'] < 0.6 * errors['NONE']
+
+
+def test_vertex_group_weights_are_the_importance(ni):
+    bpy = ni.bpy
+    new_scene(bpy)
+    src = add_suzanne(bpy)
+    group = src.vertex_groups.new(name="detail")
+    group.add([0, 1, 2, 3], 0.5, 'REPLACE')
+    group.add([10], 1.0, 'REPLACE')
+    props = src.neural_implicit
+    props.importance_source = 'VERTEX_GROUP'
+    props.importance_group = "detail"
+    arrays = ni.bridge.evaluated_mesh_arrays(src, bpy.context.evaluated_depsgraph_get())
+    expected = np.zeros(len(src.data.vertices))
+    expected[[0, 1, 2, 3]] = 0.5
+    expected[10] = 1.0
+    assert np.allclose(arrays.weights, expected)
+    assert "detail" in arrays.importance
+    label, count, total, problem = ni.bridge.importance_summary(src)
+    assert (count, total, problem) == (5, len(src.data.vertices), None) and "detail" in label
+    props.importance_group = "missing"
+    ni.bridge.clear_cache()
+    assert "does not exist" in ni.bridge.importance_summary(src)[3]
+    with pytest.raises(RuntimeError, match="vertex group 'missing' does not exist"):
+        bpy.ops.object.neural_implicit_convert()
