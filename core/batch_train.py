@@ -18,7 +18,7 @@ checks both claims.
 
 :func:`convert_many` is the in-process entry point (the Blender add-on's "Convert Selected" with
 several objects); ``core.dataset`` adds worker processes, files and a manifest on top of the same
-:class:`BatchTrainer`, :func:`prepare_shape` and :func:`finish_shape`.
+:class:`BatchTrainer` and the torch-free steps of ``core.batch_steps`` (prepare, finish).
 """
 
 from __future__ import annotations
@@ -31,16 +31,13 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from . import __version__
-from .convert import ConversionResult, peak_memory_mb, training_set
+from .batch_steps import PreparedShape, TrainedShape, finish_shape, prepare_shape
+from .convert import ConversionResult
 from .errors import InputError
-from .implicit import Architecture, Implicit
+from .implicit import Architecture
 from .mesh import Mesh
-from .metrics import surface_error
 from .model import StackedMLP
 from .progress import CancelToken, ProgressCallback, check, report
-from .quantize import with_storage
-from .sampling import SampleSet
 from .settings import ConversionSettings
 from .train import CANCEL_EVERY_STEPS, LossFn, TrainConfig, _lr_factor, l1_loss, pick_device
 
@@ -92,20 +89,6 @@ class StackedAdam:
 
 
 # ----------------------------------------------------------------------------- the stack
-@dataclass
-class TrainedShape:
-    """A network that left the stack: its weights (identity transform) and how training went."""
-
-    key: Any
-    implicit: Implicit
-    final_loss: float
-    epochs_run: int
-    stopped_early: bool
-    history: list            # per epoch: [mean loss] (one network), as TrainResult.history
-    seconds: float           # this shape's share of the stack's training time
-    device: str
-
-
 @dataclass
 class _Slot:
     key: Any
@@ -254,64 +237,6 @@ def train_config(settings: ConversionSettings) -> TrainConfig:
     """The training knobs of ``settings``, as core.convert.convert_mesh builds them."""
     return TrainConfig(epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
                        schedule=settings.schedule, patience=settings.patience)
-
-
-# ----------------------------------------------------------------------------- one shape's ends
-@dataclass
-class PreparedShape:
-    """A mesh ready to train: the network-frame samples and what finishing needs.
-
-    transform : (4, 4) mesh frame -> network frame; data : SampleSet (None once handed to a trainer).
-    """
-
-    mesh: Mesh
-    transform: np.ndarray
-    data: Optional[SampleSet]
-    sampling_stats: dict
-    seconds_sampling: float
-
-    def without_data(self) -> "PreparedShape":
-        """The same record without the samples (what finishing needs; small to send to a process)."""
-        return PreparedShape(self.mesh, self.transform, None, self.sampling_stats,
-                             self.seconds_sampling)
-
-
-def prepare_shape(mesh: Mesh, settings: ConversionSettings, progress=None,
-                  cancel=None) -> PreparedShape:
-    """Normalise and sample one mesh exactly as core.convert.convert_mesh does (CPU, libigl)."""
-    t0 = time.perf_counter()
-    T = mesh.normalization()
-    data = training_set(mesh.transformed(T), settings, np.random.default_rng(settings.seed),
-                        progress, cancel)
-    return PreparedShape(mesh, T, data, data.stats, time.perf_counter() - t0)
-
-
-def finish_shape(prepared: PreparedShape, trained: TrainedShape,
-                 settings: ConversionSettings) -> ConversionResult:
-    """Storage precision, surface error and metadata, exactly as core.convert.convert_mesh."""
-    t0 = time.perf_counter()
-    mesh = prepared.mesh
-    imp = trained.implicit
-    implicit = with_storage(Implicit(imp.architecture, imp.weights, imp.biases, prepared.transform),
-                            settings.dtype)
-    err = surface_error(implicit, mesh)
-    total = prepared.seconds_sampling + trained.seconds + (time.perf_counter() - t0)
-    implicit.metadata = {
-        "source": mesh.name, "content_hash": mesh.content_hash,
-        "mesh": {"vertices": int(len(mesh.V)), "faces": int(len(mesh.F))},
-        "settings": settings.to_dict(),
-        "final_loss": float(trained.final_loss), "surface_error": err,
-        "epochs_run": trained.epochs_run, "stopped_early": trained.stopped_early,
-        "device": trained.device,
-        "timings": {"sampling": prepared.seconds_sampling, "training": trained.seconds,
-                    "total": total},
-        "sampling": {k: prepared.sampling_stats[k] for k in ("exact_distance_queries", "unique_points")
-                     if k in prepared.sampling_stats},
-        "software": f"neural-implicit core {__version__}",
-    }
-    return ConversionResult(implicit, err, float(trained.final_loss), prepared.seconds_sampling,
-                            trained.seconds, total, trained.epochs_run, trained.device,
-                            peak_memory_mb(), prepared.sampling_stats, trained.history)
 
 
 # ----------------------------------------------------------------------------- in process

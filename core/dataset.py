@@ -108,27 +108,19 @@ class Manifest:
 
     def __init__(self, out_dir: str):
         self.path = os.path.join(out_dir, MANIFEST_NAME)
-        self.rows: dict[str, dict] = {}
-        if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                        self.rows[row["path"]] = row
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        log.warning("%s:%d: unreadable manifest row skipped", self.path, lineno)
-        self._fh = open(self.path, "a", encoding="utf-8")
+        self.rows: dict[str, dict] = read_manifest(out_dir)
+        self._fh = None
+        self.compact()          # also ends a line a killed run left half-written
 
     def record(self, row: dict) -> None:
         self.rows[row["path"]] = row
-        self._fh.write(json.dumps(row, sort_keys=False) + "\n")
+        self._fh.write(json.dumps(row) + "\n")
         self._fh.flush()
 
     def compact(self) -> None:
         """Rewrite the file with one row per path (temporary name, then renamed)."""
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
         tmp = self.path + ".part"
         with open(tmp, "w", encoding="utf-8") as fh:
             for rel in sorted(self.rows):
@@ -146,10 +138,14 @@ def read_manifest(out_dir: str) -> dict[str, dict]:
     rows = {}
     if os.path.exists(path):
         with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
                     row = json.loads(line)
                     rows[row["path"]] = row
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    log.warning("%s:%d: unreadable manifest row skipped", path, lineno)
     return rows
 
 
@@ -242,11 +238,11 @@ def _load_named(load_mesh, where, rel):
 
 
 def prepare_job(rel: str, source, settings_dict: dict, skip_if_hash: Optional[str]) -> Outcome:
-    """Worker step 1: load, validate, compare the content hash, sample (core.batch_train.prepare_shape).
+    """Worker step 1: load, validate, compare the content hash, sample (core.batch_steps.prepare_shape).
 
     source : the file's path or its bytes. Bad input gives a 'failed' Outcome, never an exception.
     """
-    from .batch_train import prepare_shape
+    from .batch_steps import prepare_shape
     try:
         settings = ConversionSettings.from_dict(settings_dict)
         mesh = _load(rel, source)
@@ -261,12 +257,12 @@ def prepare_job(rel: str, source, settings_dict: dict, skip_if_hash: Optional[st
 
 
 def finish_job(rel: str, prepared, trained, settings_dict: dict, stat, out_dir: Optional[str]):
-    """Worker step 3: surface error and metadata (core.batch_train.finish_shape), then the file.
+    """Worker step 3: surface error and metadata (core.batch_steps.finish_shape), then the file.
 
     With ``out_dir`` the file is written there (temporary name, then renamed) and (row, None) is
     returned; without, (row, file bytes) for the caller to write (Ray: the driver owns OUT_DIR).
     """
-    from .batch_train import finish_shape
+    from .batch_steps import finish_shape
     from .fileformat import save
     settings = ConversionSettings.from_dict(settings_dict)
     result = finish_shape(prepared, trained, settings)
@@ -482,7 +478,9 @@ def run_local(jobs: list[Job], run: Run) -> None:
         for _ in range(2):
             try:
                 return executor().submit(fn, *args), pool["generation"]
-            except BrokenProcessPool:
+            except BrokenProcessPool:         # a worker died while the pool was idle
+                log.warning("a worker process died (out of memory or killed?): starting new "
+                            "workers")
                 pool["executor"].shutdown(wait=False, cancel_futures=True)
                 pool["executor"] = None
         raise RuntimeError("cannot start worker processes")

@@ -59,7 +59,7 @@ def _finish(rel, outcome, trained, settings_dict, stat):
 
 class TrainerActor:
     """A BatchTrainer in a Ray actor: :meth:`epoch` adds shapes, trains one epoch, returns the
-    shapes that finished (core.batch_train.TrainedShape)."""
+    shapes that finished (core.batch_steps.TrainedShape)."""
 
     def __init__(self, settings_dict: dict, capacity: int):
         import torch

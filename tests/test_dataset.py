@@ -16,7 +16,8 @@ import torch
 from core.batch_train import BatchTrainer, StackedAdam, convert_many, train_config
 from core.cli import main
 from core.convert import convert_mesh
-from core.dataset import MANIFEST_NAME, ROW_KEYS, convert_dir, find_meshes, read_manifest
+from core.dataset import (MANIFEST_NAME, ROW_KEYS, Manifest, convert_dir, find_meshes, make_row,
+                          read_manifest)
 from core.errors import InputError
 from core.fileformat import load
 from core.implicit import Architecture
@@ -192,8 +193,8 @@ def test_killed_worker_and_killed_run(tmp_path):
         workers[:] = [c for c in _children(proc.pid)
                       if b"resource_tracker" not in open(f"/proc/{c}/cmdline", "rb").read()]
         return workers
+    _wait_for(lambda: _outputs(out), proc)            # mid-run
     _wait_for(worker_started, proc)
-    time.sleep(1.0)                                    # the worker is loading or sampling
     os.kill(workers[0], signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
@@ -204,7 +205,7 @@ def test_killed_worker_and_killed_run(tmp_path):
     # Ctrl-C on a terminal (SIGINT to the process group): exit 130, the manifest compacted
     out2 = str(tmp_path / "out2")
     proc = _start(src, out2, "--epochs", "30", "--shapes-per-batch", "1")
-    _wait_for(lambda: _outputs(out2), proc)
+    _wait_for(lambda: read_manifest(out2), proc)       # one row written (appended, not compacted)
     os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and json.loads(stdout) == {"error": "interrupted"}
@@ -274,3 +275,14 @@ def test_inputs_outputs_and_bad_arguments(tmp_path):
         convert_dir(str(tmp_path / "nothing"), str(tmp_path / "o"), SMALL)
     with pytest.raises(InputError, match="shapes-per-batch"):
         convert_dir(src, str(tmp_path / "o"), SMALL, shapes_per_batch=0)
+
+
+def test_manifest_survives_a_half_written_row(tmp_path):
+    """A run killed inside a write leaves half a line: it is skipped, and new rows stay readable."""
+    a, b = make_row("a.obj", "failed", error="a.obj: bad\n  file"), make_row("b.obj", "ok")
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(a) + "\n" + json.dumps(b)[:20])
+    m = Manifest(str(tmp_path))
+    m.record(make_row("c.obj", "ok"))
+    m.close()
+    rows = read_manifest(str(tmp_path))
+    assert set(rows) == {"a.obj", "c.obj"} and rows["a.obj"]["error"] == "a.obj: bad file"
