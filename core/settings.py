@@ -33,7 +33,7 @@ class ConversionSettings:
                      min=0.0, max=1000.0)
     pool: int = _f(10_000_000, "uniform pool size in the bounding sphere", min=1000, max=200_000_000)
     samples: int = _f(1_000_000, "training set size resampled from the pool", min=1000, max=100_000_000)
-    surface_fraction: float = _f(0.0, "share of the training set drawn near the surface instead "
+    surface_fraction: float = _f(0.25, "share of the training set drawn near the surface instead "
                                       "(surface points moved by a Gaussian of surface_sigma)",
                                  min=0.0, max=0.9)
     surface_sigma: float = _f(0.01, "standard deviation of the near-surface samples, network units",
@@ -41,8 +41,8 @@ class ConversionSettings:
     importance_strength: float = _f(10.0, "how much painted vertex weights raise sampling density "
                                          "(w *= 1 + strength * weight)", min=0.0, max=1000.0)
     # training
-    epochs: int = _f(40, "maximum passes over the training set", min=1, max=10_000)
-    lr: float = _f(3e-3, "peak Adam learning rate", min=1e-7, max=1.0)
+    epochs: int = _f(30, "maximum passes over the training set", min=1, max=10_000)
+    lr: float = _f(0.015, "peak Adam learning rate", min=1e-7, max=1.0)
     batch_size: int = _f(4096, "points per gradient step", min=16, max=1_000_000)
     schedule: str = _f("onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "constant"))
     patience: int = _f(0, "stop after this many epochs without improvement (0 = never early-stop)",
