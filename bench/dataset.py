@@ -3,15 +3,15 @@
 Usage::
 
     python bench/dataset.py [FOLDER ...] [--ks 1 4 16] [--device cpu|cuda] [--repeat R]
-                            [--samples 200000] [--pool 2000000] [--epochs 40] [--json OUT.json]
+                            [--samples 100000] [--pool 1000000] [--epochs 40] [--json OUT.json]
 
 Every mesh under the folders (default ``../shared/meshes``; ``--repeat R`` lists each R times, to fill
 large stacks) is converted (1) one at a time with core.convert.convert_mesh in this process, one
 torch thread, and (2) with core.dataset.convert_dir for each stack size K in ``--ks`` (sampling
 workers beside the trainer). For each: shapes per hour and the surface-error distribution, and the
 largest per-mesh difference from (1). The recipe is the default ConversionSettings except
-``--samples``/``--pool`` (default 200k/2M, a fifth of the defaults, so a CPU run takes minutes;
-sampling and training shrink alike, so the ratios hold).
+``--samples``/``--pool`` (default 100k/1M, a tenth of the defaults, so a CPU run takes minutes;
+sampling and training shrink alike, so their ratio holds).
 
 With ``--device cuda`` (K up to several hundred) the line "projected" states the time for 10,000
 Thingi10K-sized meshes: the slower of training (this run's rate, which does not depend on mesh size)
@@ -96,10 +96,11 @@ def main(argv=None) -> int:
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 4, 16], help="stack sizes to measure")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--repeat", type=int, default=1, help="list every mesh this many times")
-    ap.add_argument("--samples", type=int, default=200_000)
-    ap.add_argument("--pool", type=int, default=2_000_000)
+    ap.add_argument("--samples", type=int, default=100_000)
+    ap.add_argument("--pool", type=int, default=1_000_000)
     ap.add_argument("--epochs", type=int, default=None, help="default: ConversionSettings' default")
     ap.add_argument("--workers", type=int, default=None, help="sampling workers (default cores - 1)")
+    ap.add_argument("--trainers", type=int, default=None, help="trainers (default: convert-dir's)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the one-at-a-time run")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
@@ -129,11 +130,13 @@ def main(argv=None) -> int:
             print(_line(rows[-1], None), flush=True)
         for k in args.ks:
             out = os.path.join(tmp, f"k{k}")
-            s = convert_dir(in_dir, out, settings, shapes_per_batch=k, workers=args.workers)
+            s = convert_dir(in_dir, out, settings, shapes_per_batch=k, workers=args.workers,
+                            trainers=args.trainers)
             manifest = read_manifest(out)
             errors = {r["path"]: r["surface_error"] for r in manifest.values() if r["status"] == "ok"}
             sampling = [_sampling_seconds(out, r) for r in manifest.values() if r["status"] == "ok"]
-            rows.append(describe(f"convert-dir K={k}", s.seconds, errors, reference,
+            name = f"convert-dir K={k}" + (f", {args.trainers} trainer(s)" if args.trainers else "")
+            rows.append(describe(name, s.seconds, errors, reference,
                                  {"failed": s.failed, "mean_sampling_seconds": float(np.mean(sampling))}))
             print(_line(rows[-1], rows[0] if reference else None), flush=True)
         load_after = os.getloadavg()

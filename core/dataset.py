@@ -4,11 +4,11 @@
 core.mesh_io reads) to ``OUT_DIR/<relative path>.h5`` (``chairs/a.obj`` -> ``chairs/a.obj.h5``, so
 ``a.obj`` and ``a.stl`` never collide), with the file format, settings and metadata of ``convert``.
 
-Pipeline (engine "local"): worker processes load and sample meshes (CPU, libigl) ahead of the trainer;
-the trainer (this process, CPU or GPU) trains up to ``shapes_per_batch`` shapes at once
-(core.batch_train.BatchTrainer); workers then measure the surface error and write each file under a
-temporary name, renamed when complete (core.fileformat.save). Engine "ray" (core.dataset_ray) runs
-the same steps as Ray tasks and actors.
+Pipeline (engine "local"): worker processes load and sample meshes (CPU, libigl) ahead of the
+trainers; each trainer (a thread of this process, on the CPU or the GPU) trains up to
+``shapes_per_batch`` shapes at once (core.batch_train.BatchTrainer); workers then measure the
+surface error and write each file under a temporary name, renamed when complete
+(core.fileformat.save). Engine "ray" (core.dataset_ray) runs the same steps as Ray tasks and actors.
 
 Resuming: ``OUT_DIR/manifest.jsonl`` holds one JSON row per input mesh (the latest row of a path wins;
 the file is compacted to one row per path at the end of a run, also an interrupted one). A mesh is
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue as queue_module
 import tempfile
 import time
 from collections import deque
@@ -52,6 +53,8 @@ DEFAULT_SHAPES_PER_BATCH = 16
 #: the cores (spinning OpenMP/BLAS threads on a busy machine slow everything down many times).
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "IGL_NUM_THREADS": "1"}
+#: Seconds between checks of the cancel token while the coordinating thread waits.
+POLL_SECONDS = 0.5
 #: Columns of a manifest row, in order (docs/datasets.md).
 ROW_KEYS = ("path", "status", "error", "output", "content_hash", "surface_error", "parameters",
             "seconds", "source_bytes", "source_mtime_ns")
@@ -163,7 +166,10 @@ class Job:
 
 
 def _stat(path):
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError:            # e.g. a broken link: the worker reports it as a failed row
+        return (None, None)
     return (int(st.st_size), int(st.st_mtime_ns))
 
 
@@ -318,11 +324,11 @@ class DatasetSummary:
 class Run:
     """Bookkeeping shared by the engines: manifest rows, counts and progress reports."""
 
-    def __init__(self, in_dir, out_dir, settings, shapes_per_batch, workers, manifest, total,
-                 progress, cancel):
+    def __init__(self, in_dir, out_dir, settings, shapes_per_batch, workers, trainers, manifest,
+                 total, progress, cancel):
         self.in_dir, self.out_dir, self.settings = in_dir, out_dir, settings
         self.settings_dict = settings.to_dict()
-        self.shapes_per_batch, self.workers = shapes_per_batch, workers
+        self.shapes_per_batch, self.workers, self.trainers = shapes_per_batch, workers, trainers
         self.manifest, self.total = manifest, total
         self.progress, self.cancel = progress, cancel
         self.counts = {"converted": 0, "skipped": 0, "failed": 0}
@@ -372,13 +378,17 @@ class Run:
 
 def convert_dir(in_dir: str, out_dir: str, settings: ConversionSettings | None = None, *,
                 shapes_per_batch: int = DEFAULT_SHAPES_PER_BATCH, workers: Optional[int] = None,
-                engine: str = "local", ray_address: Optional[str] = None,
+                trainers: Optional[int] = None, engine: str = "local",
+                ray_address: Optional[str] = None,
                 progress: Optional[ProgressCallback] = None,
                 cancel: Optional[CancelToken] = None) -> DatasetSummary:
     """Convert every mesh under ``in_dir`` into ``out_dir`` (module docstring), resuming earlier runs.
 
     workers : sampling processes (local engine; default: CPU cores - 1, at least 1) or sampling
-    tasks kept ahead of the trainers (Ray; default: the cluster's CPUs - 1).
+    tasks kept ahead of the trainers (Ray; default: the cluster's CPUs left by the trainers).
+    trainers : batched trainers, each a stack of up to ``shapes_per_batch`` shapes: threads here
+    (default: one per CPU core on a CPU, one on a GPU) or Ray actors (default: one per GPU of the
+    cluster, else half its CPUs).
     engine : "local" or "ray"; ray_address : what ray.init accepts ("auto", "ray://host:port"), or
     None to start a local Ray instance (a Ray instance already started in this process is used as is).
     Progress: stage "converting", fraction = meshes done / total, message with rate and failures.
@@ -392,6 +402,8 @@ def convert_dir(in_dir: str, out_dir: str, settings: ConversionSettings | None =
         raise InputError(f"--shapes-per-batch must be at least 1, got {shapes_per_batch}")
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
+    if trainers is not None and trainers < 1:
+        raise InputError(f"--trainers must be at least 1, got {trainers}")
     if engine not in ("local", "ray"):
         raise InputError(f"engine must be local or ray, got {engine!r}")
     if engine == "ray":
@@ -405,7 +417,7 @@ def convert_dir(in_dir: str, out_dir: str, settings: ConversionSettings | None =
     manifest = Manifest(out_dir)
     try:
         jobs, skipped = plan(in_dir, out_dir, settings, manifest)
-        run = Run(in_dir, out_dir, settings, shapes_per_batch, workers, manifest,
+        run = Run(in_dir, out_dir, settings, shapes_per_batch, workers, trainers, manifest,
                   len(jobs) + len(skipped), progress, cancel)
         for row in skipped:
             run.record(row, "skipped")
@@ -444,28 +456,54 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
 
+def _train_loop(index, settings, capacity, device, inbox, events, stop) -> None:
+    """A trainer thread: shapes arrive on ``inbox`` as (key, points, sdf) between epochs (None ends
+    the thread); finished shapes leave as ("trained", index, TrainedShape) events; any exception
+    (Cancelled included) as ("error", index, exception)."""
+    from .batch_train import BatchTrainer, train_config
+    try:
+        trainer = BatchTrainer(settings.architecture, train_config(settings), capacity, device)
+        while True:
+            items = [inbox.get()] if trainer.active == 0 else []
+            while True:
+                try:
+                    items.append(inbox.get_nowait())
+                except queue_module.Empty:
+                    break
+            for item in items:
+                if item is None:
+                    return
+                trainer.add(item[0], item[1], item[2], settings.seed)
+            for trained in trainer.train_epoch(stop):
+                events.put(("trained", index, trained))
+    except BaseException as e:  # handed to the coordinating thread, which raises it
+        events.put(("error", index, e))
+
+
 def run_local(jobs: list[Job], run: Run) -> None:
-    """The local engine: sampling and finishing in a process pool, the batched trainer here."""
+    """The local engine: sampling and finishing in a process pool; ``trainers`` batched trainers
+    in threads of this process (torch releases the GIL inside its operations, so one thread per
+    core keeps the cores busy on a CPU); this thread hands work around and records rows."""
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     import torch
 
-    from .batch_train import BatchTrainer, train_config
+    from .progress import CancelToken
     from .train import pick_device
 
     settings = run.settings
     cores = os.cpu_count() or 1
-    workers = run.workers or max(1, cores - 1)
     device = pick_device(settings.device)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    else:                                  # the cores the workers leave; one to drive a GPU
-        torch.set_num_threads(max(1, cores - workers) if device.type == "cpu" else 1)
-    trainer = BatchTrainer(settings.architecture, train_config(settings), run.shapes_per_batch, device)
+    workers = run.workers or max(1, cores - 1)
+    trainers = run.trainers or (cores if device.type == "cpu" else 1)
+    torch.set_num_threads(settings.threads or 1)    # threads of each trainer's operations
+    K = run.shapes_per_batch
     ctx = multiprocessing.get_context("spawn")
     pool = {"executor": None, "generation": 0}
+    events = queue_module.Queue()
 
     def executor():
         if pool["executor"] is None:
@@ -474,21 +512,25 @@ def run_local(jobs: list[Job], run: Run) -> None:
             pool["generation"] += 1
         return pool["executor"]
 
-    def submit(fn, *args):
+    def submit(kind, fn, *args):
         for _ in range(2):
             try:
-                return executor().submit(fn, *args), pool["generation"]
+                fut = executor().submit(fn, *args)
+                break
             except BrokenProcessPool:         # a worker died while the pool was idle
                 log.warning("a worker process died (out of memory or killed?): starting new "
                             "workers")
                 pool["executor"].shutdown(wait=False, cancel_futures=True)
                 pool["executor"] = None
-        raise RuntimeError("cannot start worker processes")
+        else:
+            raise RuntimeError("cannot start worker processes")
+        fut.add_done_callback(lambda f: events.put((kind, f)))
+        return fut, pool["generation"]
 
-    queue = deque(jobs)
+    jobs_left = deque(jobs)
     preparing = {}     # future -> (job, generation)
     ready = deque()    # (job, PreparedShape)
-    held = {}          # job.rel -> (job, PreparedShape without samples), in the stack
+    held = [{} for _ in range(trainers)]   # per trainer: job.rel -> (job, PreparedShape w/o samples)
     finishing = {}     # future -> (job, prepared, trained, generation)
 
     def died(job, generation):
@@ -505,64 +547,85 @@ def run_local(jobs: list[Job], run: Run) -> None:
             return False
         return True
 
-    def harvest(block: bool):
-        pending = list(preparing) + list(finishing)
-        if block and pending:
-            wait(pending, return_when=FIRST_COMPLETED)
-        for fut in [f for f in preparing if f.done()]:
+    def finish(job, prepared, trained):
+        fut, gen = submit("finish", finish_job, job.rel, prepared, trained, run.settings_dict,
+                          job.stat, run.out_dir)
+        finishing[fut] = (job, prepared, trained, gen)
+
+    def handle(event):
+        kind = event[0]
+        if kind == "prepare" and event[1] in preparing:
+            fut = event[1]
             job, gen = preparing.pop(fut)
             try:
                 out = fut.result()
             except BrokenProcessPool:
                 if died(job, gen):
-                    queue.appendleft(job)
-                continue
+                    jobs_left.appendleft(job)
+                return
             if out.status == "failed":
                 run.failed(job, out.error)
             elif out.status == "skipped":
                 if not run.skipped_after_load(job):
-                    queue.appendleft(job)
+                    jobs_left.appendleft(job)
             else:
                 ready.append((job, out.prepared))
-        for fut in [f for f in finishing if f.done()]:
+        elif kind == "finish" and event[1] in finishing:
+            fut = event[1]
             job, prepared, trained, gen = finishing.pop(fut)
             try:
                 row, _ = fut.result()
             except BrokenProcessPool:
                 if died(job, gen):           # the trained weights are here: only finishing again
-                    retry, gen = submit(finish_job, job.rel, prepared, trained, run.settings_dict,
-                                        job.stat, run.out_dir)
-                    finishing[retry] = (job, prepared, trained, gen)
-                continue
+                    finish(job, prepared, trained)
+                return
             except Exception as e:        # e.g. the output folder became unwritable
                 log.exception("writing %s", job.rel)
                 run.failed(job, f"{job.rel}: cannot finish ({type(e).__name__}: {e})")
-                continue
+                return
             run.record(row, "converted")
+        elif kind == "trained":
+            _, i, trained = event
+            job, prepared = held[i].pop(trained.key)
+            finish(job, prepared, trained)
+        elif kind == "error":
+            raise event[2]
 
+    stop = CancelToken()
+    inboxes = [queue_module.Queue() for _ in range(trainers)]
+    threads = [threading.Thread(target=_train_loop, name=f"neural-implicit-trainer-{i}", daemon=True,
+                                args=(i, settings, K, device, inboxes[i], events, stop))
+               for i in range(trainers)]
     with worker_environment():
         try:
-            while True:
+            for t in threads:
+                t.start()
+            while jobs_left or preparing or ready or finishing or any(held):
                 run.check()
-                while queue and len(preparing) + len(ready) < trainer.free + workers:
-                    job = queue.popleft()
-                    fut, gen = submit(prepare_job, job.rel, job.path, run.settings_dict,
+                free = sum(K - len(h) for h in held)
+                while jobs_left and len(preparing) + len(ready) < free + workers:
+                    job = jobs_left.popleft()
+                    fut, gen = submit("prepare", prepare_job, job.rel, job.path, run.settings_dict,
                                       job.skip_if_hash)
                     preparing[fut] = (job, gen)
-                harvest(block=not trainer.active and not ready)
-                while ready and trainer.free > 0:
+                while ready:
+                    i = min(range(trainers), key=lambda j: len(held[j]))
+                    if len(held[i]) >= K:
+                        break
                     job, prepared = ready.popleft()
-                    trainer.add(job.rel, prepared.data.points, prepared.data.sdf, settings.seed)
-                    held[job.rel] = (job, prepared.without_data())
-                if trainer.active:
-                    for trained in trainer.train_epoch(run.cancel):
-                        job, prepared = held.pop(trained.key)
-                        fut, gen = submit(finish_job, job.rel, prepared, trained,
-                                          run.settings_dict, job.stat, run.out_dir)
-                        finishing[fut] = (job, prepared, trained, gen)
-                elif not (queue or preparing or ready or finishing):
-                    break
+                    inboxes[i].put((job.rel, prepared.data.points, prepared.data.sdf))
+                    held[i][job.rel] = (job, prepared.without_data())
+                try:
+                    handle(events.get(timeout=POLL_SECONDS))
+                    while True:
+                        handle(events.get_nowait())
+                except queue_module.Empty:
+                    pass
         finally:
+            stop.cancel()
+            for inbox in inboxes:
+                inbox.put(None)
+            for t in threads:
+                t.join(timeout=5.0)
             if pool["executor"] is not None:
                 pool["executor"].shutdown(wait=False, cancel_futures=True)
-

@@ -21,6 +21,9 @@ def add_convert_dir_command(command) -> None:
     c.add_argument("--workers", type=int, default=None, metavar="N",
                    help="sampling worker processes (default: CPU cores - 1); with --ray, sampling "
                         "tasks kept ahead of the trainers (default: the cluster's CPUs - 1)")
+    c.add_argument("--trainers", type=int, default=None, metavar="T",
+                   help="batched trainers of K shapes each (default: one per CPU core on a CPU, one "
+                        "on a GPU; with --ray, one per GPU of the cluster, else half its CPUs)")
     c.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray: alone, a local Ray instance; with ADDRESS (auto, "
                         "ray://host:port), an existing cluster. Put it after IN_DIR")
@@ -35,7 +38,8 @@ def cmd_convert_dir(args) -> int:
     bar = ProgressBar(not args.json and sys.stderr.isatty())
     try:
         s = convert_dir(args.input_dir, args.output, settings, shapes_per_batch=args.shapes_per_batch,
-                        workers=args.workers, engine="local" if args.ray is None else "ray",
+                        workers=args.workers, trainers=args.trainers,
+                        engine="local" if args.ray is None else "ray",
                         ray_address=args.ray or None, progress=bar)
     finally:
         bar.close()

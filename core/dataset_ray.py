@@ -3,7 +3,7 @@
 * Sampling: :func:`core.dataset.prepare_job` as a task (1 CPU). The mesh file's bytes travel with it,
   so worker nodes need no shared file system; the samples stay in Ray's object store.
 * Training: a :class:`core.batch_train.BatchTrainer` inside an actor, one per GPU of the cluster
-  (1 GPU each) when the settings' device allows one, else a single CPU actor. The driver hands each
+  (1 GPU each) when the settings' device allows one, else one per two CPUs. The driver hands each
   actor new shapes between its epochs; if an actor's process dies, Ray restarts it and the shapes it
   held are handed out again.
 * Finishing: :func:`core.dataset.finish_job` as a task returning the file's bytes; the driver writes
@@ -114,8 +114,8 @@ def _drive(ray, jobs, run) -> None:
     gpus = int(resources.get("GPU", 0)) if settings.device in ("auto", "cuda") else 0
     if settings.device == "cuda" and not gpus:
         raise InputError("device 'cuda' was asked for but the Ray cluster has no GPU; use --device cpu")
-    trainers = max(1, gpus)
     cpus = int(resources.get("CPU", 1))
+    trainers = run.trainers or (gpus if gpus else max(1, cpus // 2))
     ahead = run.workers or max(1, cpus - (0 if gpus else trainers))
     K = run.shapes_per_batch
 

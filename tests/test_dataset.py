@@ -161,6 +161,7 @@ def _children(pid):
 
 def _start(src, out, *extra):
     cmd = [sys.executable, "-m", "core", "convert-dir", src, "-o", out, "--json", "--workers", "1",
+           "--trainers", "1",
            *SMALL_FLAGS, *extra]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True,   # a process group, as a terminal makes
