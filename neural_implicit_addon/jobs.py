@@ -76,6 +76,7 @@ class Job:
         self.done = threading.Event()
         self._queue: "queue.Queue[Event]" = queue.Queue()
         self._thread: Optional[threading.Thread] = None
+        self._on_progress = None
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
@@ -85,8 +86,12 @@ class Job:
                                         daemon=True)
         self._thread.start()
 
-    def run(self) -> list[Event]:
-        """Run on this thread (background mode) and return every event."""
+    def run(self, on_progress: Optional[Callable[["Job"], None]] = None) -> list[Event]:
+        """Run on this thread (scripts, background mode) and return every event.
+
+        on_progress : called with the job after each progress record (on this thread).
+        """
+        self._on_progress = on_progress
         _set_active(self)
         self._work()
         return self.events()
@@ -120,6 +125,8 @@ class Job:
     def _progress(self, index: int, progress: Progress) -> None:
         self.latest = progress
         self._queue.put(Event("progress", index, progress))
+        if self._on_progress is not None:
+            self._on_progress(self)
 
     # ------------------------------------------------------------------ main thread
     def events(self) -> list[Event]:

@@ -58,13 +58,14 @@ class JobOperator:
         if job is None:
             return {'CANCELLED'}
         wm = context.window_manager
-        if not bpy.app.background:
+        show = not bpy.app.background and wm is not None
+        if show:
             wm.progress_begin(0.0, 1.0)
         try:
-            for event in job.run():
+            for event in job.run((lambda j: wm.progress_update(j.fraction())) if show else None):
                 self._handle(context, job, event)
         finally:
-            if not bpy.app.background:
+            if show:
                 wm.progress_end()
         return self._finish(context, job)
 

@@ -11,7 +11,6 @@ import threading
 import time
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=3, lr=1e-2, batch_size=512,
@@ -301,4 +300,3 @@ def test_site_packages_preference_extends_sys_path_for_torch_only_and_reversibly
     finally:
         prefs.site_packages = ""
         ni.preferences.add_torch_paths()
-    assert np.__file__  # Blender's numpy unaffected

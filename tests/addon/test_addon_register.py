@@ -61,7 +61,8 @@ def test_disable_leaves_nothing_behind_and_enable_restores(blender):
     assert module(blender, "viewport").is_registered()
     assert {h.__name__ for h in bpy.app.handlers.load_pre} == handlers_before
     bpy.ops.wm.read_homefile(use_empty=True)
-    assert bpy.context.scene.neural_implicit_settings.layers == 8
+    defaults = module(blender, "core.settings").ConversionSettings()
+    assert bpy.context.scene.neural_implicit_settings.to_core() == defaults
 
 
 def test_scene_settings_are_derived_from_core_conversion_settings(blender):
