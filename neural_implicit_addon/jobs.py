@@ -8,6 +8,10 @@ the GIL, so Blender stays responsive) and posts :class:`Event` records to a queu
 operator's modal timer drains (:meth:`Job.events`). In background mode there is no event loop, so
 the operator calls :meth:`Job.run` on the main thread instead: the same code, blocking.
 
+A job may instead run all its tasks at once with a ``batch`` function (several meshes trained
+together as one stack, ``core.batch_train.convert_many``); it returns one result or exception per
+task, and each becomes the same "done" or "error" event as in the one-at-a-time case.
+
 Only one job runs at a time (:func:`active`); :func:`cancel_active` sets its cancel token (Esc, the
 panel's Cancel button, unregistering the add-on, loading another file).
 """
@@ -66,9 +70,11 @@ def error_message(exc: BaseException) -> str:
 class Job:
     """Tasks run one after another with one cancel token; see the module docstring."""
 
-    def __init__(self, title: str, tasks: list[Task]):
+    def __init__(self, title: str, tasks: list[Task],
+                 batch: Optional[Callable[[Callable[[Progress], None], CancelToken], list]] = None):
         self.title = title
         self.tasks = tasks
+        self.batch = batch                 # batch(progress, cancel) -> [result or exception per task]
         self.cancel_token = CancelToken()
         self.started = None
         self.current = 0                   # index of the task running now
@@ -99,6 +105,9 @@ class Job:
     def _work(self) -> None:
         self.started = time.monotonic()
         try:
+            if self.batch is not None:
+                self._work_batch()
+                return
             for i, task in enumerate(self.tasks):
                 self.current = i
                 if self.cancel_token.cancelled:
@@ -110,17 +119,33 @@ class Job:
                     self._queue.put(Event("cancelled", i))
                     break
                 except Exception as exc:  # every failure becomes a message; bugs are logged too
-                    if not isinstance(exc, (InputError, ModuleNotFoundError, MemoryError)):
-                        log.exception("neural implicit: %s of %s failed", self.title, task.name)
-                    message = error_message(exc)
-                    if not message.startswith(task.name):
-                        message = f"{task.name}: {message}"
-                    self._queue.put(Event("error", i, message=message))
+                    self._queue.put(self._error_event(i, exc))
                 else:
                     self._queue.put(Event("done", i, result=result))
         finally:
             self.done.set()
             _clear_active(self)
+
+    def _work_batch(self) -> None:
+        try:
+            outcomes = self.batch(lambda p: self._progress(0, p), self.cancel_token)
+        except Cancelled:
+            self._queue.put(Event("cancelled", 0))
+            return
+        except Exception as exc:
+            outcomes = [exc] * len(self.tasks)
+        for i, outcome in enumerate(outcomes):
+            self._queue.put(self._error_event(i, outcome) if isinstance(outcome, BaseException)
+                            else Event("done", i, result=outcome))
+
+    def _error_event(self, index: int, exc: BaseException) -> Event:
+        task = self.tasks[index]
+        if not isinstance(exc, (InputError, ModuleNotFoundError, MemoryError)):
+            log.error("neural implicit: %s of %s failed", self.title, task.name, exc_info=exc)
+        message = error_message(exc)
+        if not message.startswith(task.name):
+            message = f"{task.name}: {message}"
+        return Event("error", index, message=message)
 
     def _progress(self, index: int, progress: Progress) -> None:
         self.latest = progress
@@ -153,8 +178,11 @@ class Job:
         """One line for the status bar and the panel: object, stage, epoch, loss, ETA."""
         n = len(self.tasks)
         name = self.tasks[min(self.current, n - 1)].name if n else ""
-        parts = [f"{self.title} {min(self.current + 1, n)}/{n}: {name}" if n > 1
-                 else f"{self.title}: {name}"]
+        if self.batch is not None and n > 1:
+            parts = [f"{self.title} {n} objects together"]
+        else:
+            parts = [f"{self.title} {min(self.current + 1, n)}/{n}: {name}" if n > 1
+                     else f"{self.title}: {name}"]
         p = self.latest
         if self.cancelling:
             parts.append("cancelling...")
@@ -182,6 +210,8 @@ class Job:
                        "remeshing": (0.0, 1.0)}
             lo, span = weights.get(p.stage, (0.0, 1.0))
             within = lo + span * min(max(float(p.fraction), 0.0), 1.0)
+        if self.batch is not None:
+            return min(within, 1.0)            # one progress for the whole stack
         return min((self.current + within) / n, 1.0)
 
 

@@ -184,6 +184,41 @@ def _convert_task(arrays: bridge.MeshArrays, settings):
     return jobs.Task(arrays.name, run, {"importance": arrays.importance})
 
 
+def _convert_batch(arrays_list: list, settings):
+    """The worker's part of converting several meshes as one stack of networks trained together
+    (core.batch_train.convert_many: the same result per mesh as converting it alone, faster).
+    A mesh that fails validation fails alone; the others still convert."""
+
+    def run(progress, cancel):
+        from .core.batch_train import convert_many
+        from .core.convert import convert_mesh
+        from .core.mesh import mesh_from_arrays
+
+        outcomes, meshes, where = [None] * len(arrays_list), [], []
+        for i, a in enumerate(arrays_list):
+            try:
+                meshes.append(mesh_from_arrays(a.V, a.F, name=a.name, vertex_weights=a.weights))
+                where.append(i)
+            except InputError as exc:
+                outcomes[i] = exc
+        try:
+            results = convert_many(meshes, settings, shapes_per_batch=len(meshes),
+                                   progress=progress, cancel=cancel)
+        except InputError:
+            # one mesh could not be sampled: convert one at a time so only that one fails
+            results = []
+            for m in meshes:
+                try:
+                    results.append(convert_mesh(m, settings, progress=progress, cancel=cancel))
+                except InputError as exc:
+                    results.append(exc)
+        for i, r in zip(where, results):
+            outcomes[i] = r
+        return outcomes
+
+    return run
+
+
 class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
     """Convert every selected mesh (with modifiers, in world space) into a neural implicit object"""
 
@@ -214,8 +249,10 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
         if context.mode != 'OBJECT' and context.active_object is not None:
             bpy.ops.object.mode_set(mode='OBJECT')   # flushes Edit Mode selection into the mesh
         depsgraph = context.evaluated_depsgraph_get()
-        tasks = [_convert_task(bridge.evaluated_mesh_arrays(o, depsgraph), settings) for o in meshes]
-        return jobs.Job("Converting", tasks)
+        arrays = [bridge.evaluated_mesh_arrays(o, depsgraph) for o in meshes]
+        tasks = [_convert_task(a, settings) for a in arrays]
+        batch = _convert_batch(arrays, settings) if len(arrays) > 1 else None
+        return jobs.Job("Converting", tasks, batch=batch)
 
     def apply(self, context, task, result):
         source = bpy.data.objects.get(task.name)

@@ -242,8 +242,14 @@ def test_undo_removes_the_implicit_and_shows_the_source_again(ni):
     assert bpy.data.objects["Suzanne_implicit"].neural_implicit.is_implicit
 
 
-def test_converting_several_objects_one_after_another(ni):
+def test_converting_several_objects_trains_them_together(ni, monkeypatch):
+    """Several selected meshes go through core.batch_train.convert_many (one stack of networks)."""
     bpy = ni.bpy
+    calls = []
+    batch_train = importlib.import_module(ni.bridge.__name__.rsplit(".", 1)[0] + ".core.batch_train")
+    original = batch_train.convert_many
+    monkeypatch.setattr(batch_train, "convert_many",
+                        lambda meshes, *a, **k: calls.append(len(meshes)) or original(meshes, *a, **k))
     new_scene(bpy, epochs=2)
     add_suzanne(bpy, location=(-3.0, 0.0, 0.0))
     bpy.ops.mesh.primitive_ico_sphere_add(location=(3.0, 0.0, 0.0))
@@ -253,6 +259,7 @@ def test_converting_several_objects_one_after_another(ni):
         obj = bpy.data.objects[f"{name}_implicit"]
         assert obj.neural_implicit.is_implicit and obj.location.x == pytest.approx(x, abs=1e-4)
         assert bpy.data.objects[name].hide_get()
+    assert calls == [2]
 
 
 def region_error(ni, obj, mesh_world, selected):
