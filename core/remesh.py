@@ -17,6 +17,13 @@ The network is defined only in the ball of radius ``BOUND_RADIUS``; outside it i
 arbitrary, so the field meshed is ``max(f(x), |x| - BOUND_RADIUS)``: the network, cut by the ball.
 This keeps extrapolation garbage out of the mesh and makes the result closed even for a network
 that is negative at the ball's boundary. Output vertices are mapped to the mesh frame.
+
+Other fields
+------------
+:func:`remesh` also meshes any :class:`Field`: a cube to grid, a value function that is negative
+inside and roughly 1-Lipschitz in the cube's units (so :data:`LIPSCHITZ_SAFETY` applies), and a map
+of the grid's frame to the output frame. :class:`ImplicitField` is the one above; ``core.csg``'s
+``CSGShape`` (several implicits combined in the world) is another.
 """
 
 from __future__ import annotations
@@ -68,6 +75,56 @@ class RemeshResult:
     stats: dict = field(default_factory=dict)
 
 
+class Field:
+    """What :func:`remesh` meshes: a scalar field on a cube, negative inside.
+
+    Subclasses set ``lower`` ((3,) float64, the cube's lowest corner), ``size`` (its edge length),
+    ``name`` and ``region`` (for error messages: "the network", "its bounding sphere") and
+    ``mirrored`` (the output map reverses orientation), and implement :meth:`values` and
+    :meth:`to_output`. Values must be roughly 1-Lipschitz in the cube's units: a value ``v`` at a
+    point means no surface within about ``|v|`` (the narrow band of the sparse scheme relies on it,
+    with :data:`LIPSCHITZ_SAFETY`), and positive on the cube's boundary for a closed result.
+    """
+
+    lower: np.ndarray
+    size: float
+    name = "the field"
+    region = "its domain"
+    mirrored = False
+
+    def values(self, X: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        """(values (n,) float64, domain (n,) bool) at grid-frame points X (n, 3): ``domain`` marks
+        the points where the field's own sign counts (the "no surface" check looks only there)."""
+        raise NotImplementedError
+
+    def to_output(self, V: np.ndarray) -> np.ndarray:
+        """Grid-frame vertices (n, 3) -> the frame the mesh is returned in."""
+        raise NotImplementedError
+
+
+class ImplicitField(Field):
+    """One implicit (or anything with ``evaluate``, ``to_mesh`` and ``transform``): the network cut
+    by its ball, ``max(f(x), |x| - BOUND_RADIUS)``, on the cube ``[-1, 1]^3`` of its network frame;
+    output in the mesh frame."""
+
+    name = "the network"
+    region = "its bounding sphere"
+
+    def __init__(self, implicit):
+        self.implicit = implicit
+        self.lower = np.full(3, -1.0)
+        self.size = 2.0
+        self.mirrored = bool(np.linalg.det(np.asarray(implicit.transform)[:3, :3]) < 0)
+
+    def values(self, X, chunk):
+        f = self.implicit.evaluate(X, chunk=chunk).astype(np.float64)
+        excess = np.sqrt(np.einsum("ij,ij->i", X, X)) - BOUND_RADIUS
+        return np.maximum(f, excess), excess < 0
+
+    def to_output(self, V):
+        return self.implicit.to_mesh(V)
+
+
 def remesh(implicit, resolution: int = 256, chunk: int = EVAL_CHUNK,
            progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
            dense: bool = False) -> RemeshResult:
@@ -75,9 +132,9 @@ def remesh(implicit, resolution: int = 256, chunk: int = EVAL_CHUNK,
 
     Parameters
     ----------
-    implicit : core.implicit.Implicit
+    implicit : core.implicit.Implicit, or a :class:`Field` (e.g. ``core.csg.CSGShape``)
     resolution : cells per axis of the grid over the network's bounding cube ``[-1, 1]^3``
-        (cell size ``2 / resolution`` network units).
+        (cell size ``2 / resolution`` network units); for a Field, over its cube.
     chunk : points per network evaluation, bounds memory.
     progress : callback receiving ``Progress(stage="remeshing", ...)`` records.
     cancel : token polled between evaluation chunks; raises :class:`core.errors.Cancelled`.
@@ -85,7 +142,8 @@ def remesh(implicit, resolution: int = 256, chunk: int = EVAL_CHUNK,
 
     Returns
     -------
-    RemeshResult with ``V`` in the mesh frame and outward ``F``; a closed, watertight mesh.
+    RemeshResult with ``V`` in the mesh frame (a Field's output frame) and outward ``F``; a closed,
+    watertight mesh.
 
     Raises
     ------
@@ -101,7 +159,8 @@ def remesh(implicit, resolution: int = 256, chunk: int = EVAL_CHUNK,
         raise InputError(f"chunk must be a positive integer, got {chunk!r}")
     R = int(resolution)
     t0 = time.perf_counter()
-    field_ = _Field(implicit, R, int(chunk), progress, cancel, t0)
+    source = implicit if isinstance(implicit, Field) else ImplicitField(implicit)
+    field_ = _Grid(source, R, int(chunk), progress, cancel, t0)
     report(progress, stage="remeshing", fraction=0.0, message="evaluating the coarse grid")
     if dense:
         cells, corner_values, info = _dense_cells(field_)
@@ -109,18 +168,18 @@ def remesh(implicit, resolution: int = 256, chunk: int = EVAL_CHUNK,
         cells, corner_values, info = _sparse_cells(field_)
     if not (field_.negative_inside and field_.positive_inside):
         sign = "positive" if field_.positive_inside else "negative"
-        raise InputError("remeshing found no surface: the network has no zero level set inside its "
-                         f"bounding sphere (it is {sign} at every grid point evaluated); was it "
+        raise InputError(f"remeshing found no surface: {source.name} has no zero level set inside "
+                         f"{source.region} (it is {sign} at every grid point evaluated); was it "
                          "trained, and on a closed shape?")
     check(cancel)
     report(progress, stage="remeshing", fraction=0.95, elapsed=time.perf_counter() - t0,
            message=f"triangulating {len(cells):,} cells")
     V, F = triangulate_cells(cells, corner_values, (R + 1,) * 3)
     if len(F) == 0:
-        raise InputError("remeshing found no surface: the network has no zero level set inside its "
-                         f"bounding sphere that a {R}^3 grid resolves; try a higher resolution")
-    V = implicit.to_mesh(-1.0 + V * (2.0 / R))
-    if np.linalg.det(np.asarray(implicit.transform)[:3, :3]) < 0:
+        raise InputError(f"remeshing found no surface: {source.name} has no zero level set inside "
+                         f"{source.region} that a {R}^3 grid resolves; try a higher resolution")
+    V = source.to_output(source.lower + V * (source.size / R))
+    if source.mirrored:
         F = F[:, ::-1].copy()                  # a reflection would turn the triangles inside out
     seconds = time.perf_counter() - t0
     stats = {
@@ -133,35 +192,34 @@ def remesh(implicit, resolution: int = 256, chunk: int = EVAL_CHUNK,
     return RemeshResult(V, F, stats)
 
 
-class _Field:
-    """The clipped network field on grid points given by integer index, with counting and polling.
+class _Grid:
+    """A Field on grid points given by integer index, with counting and polling.
 
-    Point ``(i, j, k)`` is at ``-1 + (i, j, k) * 2 / R`` in the network frame, computed the same way
-    for dense and sparse grids so both see bit-identical values.
+    Point ``(i, j, k)`` is at ``lower + (i, j, k) * size / R`` in the field's frame (``-1 + (i, j, k)
+    * 2 / R`` in the network frame of an implicit), computed the same way for dense and sparse grids
+    so both see bit-identical values.
     """
 
-    def __init__(self, implicit, R, chunk, progress, cancel, t0):
-        self.implicit, self.R, self.chunk = implicit, R, chunk
+    def __init__(self, field_, R, chunk, progress, cancel, t0):
+        self.field, self.R, self.chunk = field_, R, chunk
         self.progress, self.cancel, self.t0 = progress, cancel, t0
         self.evaluations = 0
-        self.negative_inside = False      # the raw network is < 0 at some point inside the ball
-        self.positive_inside = False      # ... and >= 0 at some point inside the ball
+        self.negative_inside = False      # the field is < 0 at some point of its domain (the ball)
+        self.positive_inside = False      # ... and >= 0 at some point of its domain
 
     def __call__(self, keys: np.ndarray, n: int, fraction=(0.0, 1.0), message="") -> np.ndarray:
         """Values at points with linear indices ``keys`` (m,) int64 in an (n, n, n) point grid."""
         out = np.empty(len(keys), dtype=np.float64)
         lo, span = fraction
-        h = 2.0 / self.R
+        h = self.field.size / self.R
         for s in range(0, len(keys), self.chunk):
             check(self.cancel)
             ijk = np.stack(np.unravel_index(keys[s:s + self.chunk], (n, n, n)), axis=1)
-            X = -1.0 + ijk * h
-            f = self.implicit.evaluate(X, chunk=self.chunk).astype(np.float64)
-            excess = np.sqrt(np.einsum("ij,ij->i", X, X)) - BOUND_RADIUS
-            inside = excess < 0
-            self.negative_inside |= bool((f[inside] < 0).any())
-            self.positive_inside |= bool((f[inside] >= 0).any())
-            out[s:s + self.chunk] = np.maximum(f, excess)
+            X = self.field.lower + ijk * h
+            v, inside = self.field.values(X, self.chunk)
+            self.negative_inside |= bool((v[inside] < 0).any())
+            self.positive_inside |= bool((v[inside] >= 0).any())
+            out[s:s + self.chunk] = v
             self.evaluations += len(X)
             report(self.progress, stage="remeshing",
                    fraction=lo + span * min(s + self.chunk, len(keys)) / max(len(keys), 1),
@@ -169,7 +227,7 @@ class _Field:
         return out
 
 
-def _dense_cells(field_: _Field):
+def _dense_cells(field_: _Grid):
     """Every grid point evaluated; returns the crossed cells in C order with their corner values."""
     n = field_.R + 1
     values = field_(np.arange(n ** 3, dtype=np.int64), n, (0.0, 0.95), "evaluating every grid point")
@@ -177,7 +235,7 @@ def _dense_cells(field_: _Field):
     return cells, corner_values, {"levels": 0, "coarse_resolution": field_.R, "safety": None}
 
 
-def _sparse_cells(field_: _Field):
+def _sparse_cells(field_: _Grid):
     """Coarse-to-fine refinement (module docstring); returns the crossed fine cells, sorted by index,
     with their corner values, and facts for the stats.
 
@@ -189,7 +247,7 @@ def _sparse_cells(field_: _Field):
     levels = max(0, int(np.floor(np.log2(R / COARSE_RESOLUTION))))
     R0 = -(-R // 2 ** levels)                          # coarse cells per axis, padded to cover R
     n = R0 * 2 ** levels + 1                           # points per axis of the padded fine grid
-    h = 2.0 / R
+    h = field_.field.size / R
     # share of the progress bar per level: the shell's cell count grows about 4x per level
     weights = 4.0 ** np.arange(levels + 1)
     starts = np.concatenate([[0.0], np.cumsum(weights)[:-1]]) / weights.sum() * 0.95

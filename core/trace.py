@@ -32,6 +32,16 @@ Only converting the network-frame hit back to the world needs ``A``; see
 :attr:`ItemFrames.world_step_scale` for the conservative factor needed when several networks are
 combined in one world-space trace (CSG).
 
+Shapes other than one implicit (CSG)
+------------------------------------
+An item's ``implicit`` may be any *shape*: ``transform`` (mesh -> its frame) and ``evaluate(Q)`` in
+that frame, a distance (or a conservative lower bound of one) in the frame's units. Two optional
+attributes say where it lives: ``bound_radius`` (the ball around the frame's origin that holds it;
+``BOUND_RADIUS`` when absent) and ``unit`` (the frame length of one network unit, by which
+``epsilon`` and ``NORMAL_DELTA`` are scaled; 1 when absent). ``core.csg.CSGShape`` is such a shape:
+its frame is the world translated to its bounding sphere's centre, so a CSG result is traced in world
+units with one ray per pixel through all of its networks, as the viewport's CSG shader does.
+
 Normals are the central-difference gradient on a tetrahedron (4 evaluations, ``NORMAL_DELTA``) in the
 network frame, taken to world and view space with the inverse-transpose of the linear maps.
 
@@ -331,6 +341,16 @@ def sphere_interval(o: np.ndarray, d: np.ndarray, radius: float = BOUND_RADIUS):
     return -b - s, -b + s
 
 
+def shape_radius(shape) -> float:
+    """Radius of the ball around the shape's frame origin that holds it (module docstring)."""
+    return float(getattr(shape, "bound_radius", BOUND_RADIUS))
+
+
+def shape_unit(shape) -> float:
+    """Frame length of one network unit: the scale of ``epsilon`` and the normal offset."""
+    return float(getattr(shape, "unit", 1.0))
+
+
 def _trace_item(it: TraceItem, fr: ItemFrames, ndc: np.ndarray, settings: TraceSettings,
                 chunk: int):
     """Trace one item for (n, 2) pixel ndc. Returns per-ray arrays (see trace())."""
@@ -339,7 +359,7 @@ def _trace_item(it: TraceItem, fr: ItemFrames, ndc: np.ndarray, settings: TraceS
     far = _hom(fr.clip_to_net, np.column_stack([ndc, np.ones(n)]))
     d = far - near
     d /= np.linalg.norm(d, axis=1, keepdims=True)
-    t0, t1 = sphere_interval(near, d)
+    t0, t1 = sphere_interval(near, d, shape_radius(it.implicit))
     t0 = np.maximum(t0, 0.0)
     alive = np.isfinite(t1) & (t1 > t0)
 
@@ -349,7 +369,7 @@ def _trace_item(it: TraceItem, fr: ItemFrames, ndc: np.ndarray, settings: TraceS
     best = np.full(n, np.inf)          # smallest f / pixel size seen along the ray (outline)
     best_t = np.zeros(n)
     act = np.nonzero(alive)[0]
-    eps = np.float32(settings.epsilon)
+    eps = np.float32(settings.epsilon * shape_unit(it.implicit))
     k = float(settings.step_factor)
     evals = 0
     for _ in range(int(settings.max_steps)):
@@ -425,7 +445,7 @@ def trace(items, view_matrix, projection_matrix, width: int, height: int,
         keep = (dz >= 0.0) & (dz <= 1.0) & (dz <= depth[hi])
         hi, P, dz = hi[keep], P[keep], dz[keep]
         if len(hi):
-            g = tetra_gradient(it.implicit, P, chunk=chunk)
+            g = tetra_gradient(it.implicit, P, NORMAL_DELTA * shape_unit(it.implicit), chunk=chunk)
             evaluations += 4 * len(hi)
             nv = g @ fr.normal_to_view.T
             nv /= np.maximum(np.linalg.norm(nv, axis=1, keepdims=True), 1e-30)

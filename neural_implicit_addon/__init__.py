@@ -3,19 +3,21 @@
 Registration only. The modules, one job each: ``properties`` (PropertyGroups), ``bridge`` (Blender
 data <-> core types, the object convention), ``jobs`` (core work off the UI thread), ``operators``
 (convert, remesh), ``file_io`` (import/export, drag and drop), ``panels`` (the sidebar's "Neural"
-tab), ``preferences`` (PyTorch), ``viewport`` (the GPU draw handler). The Blender-free library is
-the subpackage ``core``. Scripting contract: ``Object.neural_implicit`` (``is_implicit``),
-``Scene.neural_implicit_settings``, ``bpy.ops.object.neural_implicit_convert`` / ``_remesh``
-(blocking from scripts and in background mode).
+tab), ``csg_operators`` / ``csg_panels`` (the CSG stack), ``preferences`` (PyTorch), ``viewport``
+(the GPU draw handler). The Blender-free library is the subpackage ``core``. Scripting contract:
+``Object.neural_implicit`` (``is_implicit``, ``csg``), ``Scene.neural_implicit_settings``,
+``bpy.ops.object.neural_implicit_convert`` / ``_remesh`` / ``_csg_apply`` (blocking from scripts
+and in background mode).
 """
 
 import bpy
 
-from . import bridge, file_io, jobs, operators, panels, preferences, properties, viewport
+from . import (bridge, csg_operators, csg_panels, file_io, jobs, operators, panels, preferences,
+               properties, viewport)
 from .preferences import NI_AddonPreferences, torch_available  # noqa: F401  (tests, scripts)
 
-classes = (*properties.classes, *preferences.classes, *operators.classes, *file_io.classes,
-           *panels.classes)
+classes = (*properties.classes, *preferences.classes, *operators.classes, *csg_operators.classes,
+           *file_io.classes, *panels.classes, *csg_panels.classes)
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 

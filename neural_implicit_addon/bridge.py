@@ -20,6 +20,15 @@ scaling the object moves the shape, and the Empty's sphere display (radius ``BOU
 exactly the ball where the network is defined. Importing a file places the object the same way from
 the file's transform, so the shape lands where the file says its mesh was.
 
+CSG (:func:`csg_tree`): an implicit object's CSG stack (``neural_implicit.csg``) becomes a
+``core.csg.CSGShape`` evaluated in the world: the object's network at its ``matrix_world``, then each
+shown entry's operand object, *with its own stack applied* (like a Boolean modifier's operand with its
+modifiers), at its ``matrix_world``. Entries whose operand was deleted, is no implicit or cannot be
+read are skipped with a warning; a cycle (A uses B uses A, only possible from scripts: the operand
+picker hides such objects) is refused with an error. The viewport draws a CSG result as one item and
+does not draw the objects it uses as operands on their own (they work like Blender's Boolean cutters;
+their Empty stays visible to select and move them).
+
 Storage: the network is kept as the exact bytes of our .h5 file, base64 in ``obj.neural_implicit.data``
 with their SHA-256 in ``.key``; decoded networks are cached by key (duplicates share one entry).
 Blender data is read and written here on the main thread only.
@@ -42,6 +51,7 @@ import bpy
 from mathutils import Matrix
 
 from .core.constants import BOUND_RADIUS
+from .core.csg import CSGShape, CSGStep
 from .core.errors import FileFormatError, InputError
 from .core.fileformat import load, save
 from .core.implicit import Implicit
@@ -392,17 +402,131 @@ def importance_summary(obj) -> tuple[str, int, int, Optional[str]]:
     return result
 
 
+# ============================================================================ CSG
+
+@dataclass
+class CSGTree:
+    """An implicit object's CSG stack as core wants it.
+
+    shape : core.csg.CSGShape in world coordinates (no steps when nothing usable is in the stack)
+    key : changes when any network of the tree changes (the viewport's weight texture key)
+    operands : the objects used as operands, at any depth
+    warnings : what was skipped and why (the panel shows them)
+    """
+
+    shape: CSGShape
+    key: str
+    operands: list
+    warnings: list
+
+    @property
+    def active(self) -> bool:
+        """Whether the stack changes anything (at least one usable step)."""
+        return bool(self.shape.steps)
+
+
+def csg_entry_problem(owner, entry) -> Optional[str]:
+    """Why one stack entry cannot be used, or None (also for entries turned off)."""
+    operand = entry.operand
+    if operand is None:
+        return "No operand (pick an implicit, or it was deleted)"
+    if not is_implicit(operand):
+        return f"{operand.name} is not a neural implicit: skipped"
+    if operand == owner or csg_uses(operand, owner):
+        return f"{operand.name} uses {owner.name}: a cycle, refused"
+    return None
+
+
+def csg_uses(obj, target) -> bool:
+    """Whether ``obj``'s CSG stack uses ``target`` at any depth (every entry, shown or not)."""
+    seen, todo = set(), [obj]
+    while todo:
+        o = todo.pop()
+        if o.as_pointer() in seen or not hasattr(o, "neural_implicit"):
+            continue
+        seen.add(o.as_pointer())
+        for entry in o.neural_implicit.csg:
+            if entry.operand is None:
+                continue
+            if entry.operand == target:
+                return True
+            todo.append(entry.operand)
+    return False
+
+
+def csg_tree(obj) -> CSGTree:
+    """The CSG result of ``obj`` (module docstring). Raises InputError when ``obj`` itself carries no
+    readable network, or for a cycle; a bad operand is skipped and reported in ``warnings``."""
+    keys, operands, warnings = [], [], []
+    shape = _csg_node(obj, [obj], keys, operands, warnings)
+    return CSGTree(shape, "csg:" + "+".join(keys), operands, warnings)
+
+
+def _csg_node(obj, path, keys, operands, warnings) -> CSGShape:
+    """One node of the tree: ``obj`` with its shown entries; ``path`` the objects above it."""
+    implicit = implicit_from_object(obj)
+    keys.append(obj.neural_implicit.key)
+    steps = []
+    for i, entry in enumerate(obj.neural_implicit.csg):
+        if not entry.show:
+            continue
+        operand = entry.operand
+        where = f"{obj.name}, entry {i + 1}"
+        if operand is not None and (operand == obj or csg_uses(operand, obj)):
+            chain = " -> ".join(o.name for o in path)
+            raise InputError(f"CSG cycle refused: {chain} uses {operand.name}, which uses "
+                             f"{obj.name}")
+        problem = csg_entry_problem(obj, entry)
+        if problem is not None:
+            warnings.append(f"{where}: {problem}")
+            continue
+        mark = (len(keys), len(operands), len(warnings))
+        try:
+            sub = _csg_node(operand, path + [operand], keys, operands, warnings)
+        except FileFormatError as exc:              # a corrupt operand: skip it, not the tree
+            del keys[mark[0]:], operands[mark[1]:]
+            warnings.append(f"{where}: {exc}")
+            continue
+        operands.append(operand)
+        steps.append(CSGStep(entry.operation.lower(), sub, entry.blend))
+    try:
+        return CSGShape(implicit, matrix_to_numpy(obj.matrix_world), steps)
+    except InputError as exc:                       # e.g. an object scaled to zero
+        raise InputError(f"{obj.name}: {exc}") from None
+
+
+def csg_to_object_frame(obj, V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World vertices of a remeshed CSG result in ``obj``'s local frame, with triangles kept outward
+    there (the new mesh object gets ``obj``'s ``matrix_world``, like Remesh)."""
+    M = matrix_to_numpy(obj.matrix_world)
+    inv = np.linalg.inv(M)
+    V = np.asarray(V, dtype=np.float64) @ inv[:3, :3].T + inv[:3, 3]
+    if np.linalg.det(M[:3, :3]) < 0:
+        F = F[:, ::-1].copy()
+    return V, F
+
+
+def tag_view3d_redraw(context) -> None:
+    """Ask every 3D view to redraw (after a change the draw handler reads)."""
+    wm = context.window_manager if context is not None else None
+    for window in (wm.windows if wm else ()):
+        for area in window.screen.areas:
+            if area.type == 'VIEW_3D':
+                area.tag_redraw()
+
+
 # ============================================================================ viewport
 
 def draw_items(context) -> list:
-    """The visible implicit objects of the context's view layer as viewport.DrawItem records."""
+    """The visible implicit objects of the context's view layer as viewport.DrawItem records: a CSG
+    result as one item; objects used as operands by a drawn CSG result are not drawn on their own."""
     from .viewport import DrawItem
 
     view_layer = context.view_layer
     space = context.space_data
     viewport = space if space is not None and space.type == 'VIEW_3D' else None
     active = view_layer.objects.active
-    items = []
+    entries, used = [], set()
     for obj in view_layer.objects:
         if not is_implicit(obj):
             continue
@@ -412,8 +536,26 @@ def draw_items(context) -> list:
             implicit = implicit_from_object(obj)
         except InputError:
             continue  # the panel shows the problem; the draw loop must not raise
-        items.append(DrawItem(obj.neural_implicit.key, implicit, matrix_to_numpy(obj.matrix_world),
-                              tuple(obj.color), obj.select_get(view_layer=view_layer), obj == active))
+        tree = None
+        if len(obj.neural_implicit.csg):
+            try:
+                tree = csg_tree(obj)
+            except InputError:
+                tree = None   # a cycle: drawn alone, the panel says why
+        if tree is not None and tree.active:
+            used.update(o.as_pointer() for o in tree.operands)
+            entries.append((obj, DrawItem(tree.key, tree.shape, np.eye(4))))
+        else:
+            entries.append((obj, DrawItem(obj.neural_implicit.key, implicit,
+                                          matrix_to_numpy(obj.matrix_world))))
+    items = []
+    for obj, item in entries:
+        if obj.as_pointer() in used:
+            continue
+        item.color = tuple(obj.color)
+        item.selected = obj.select_get(view_layer=view_layer)
+        item.active = obj == active
+        items.append(item)
     return items
 
 

@@ -11,7 +11,10 @@ A few add-on-only options (hide the source, remesh resolution, viewport quality)
   ``data`` (a string property, so no NUL bytes), ``key`` the SHA-256 of those bytes (caches use it),
   ``filepath`` an optional link to an .h5 file, ``source`` the mesh it was converted from;
 * mesh objects: where conversion takes the user importance from (``importance_source``,
-  ``importance_group``).
+  ``importance_group``);
+* the CSG stack of an implicit object (``csg``, a collection of ``NI_CSGEntry``, and ``csg_index``,
+  the active entry), applied in order like Blender's modifier stack (``core.csg``; bridge.py turns
+  it into a ``core.csg.CSGShape``).
 
 The bytes are written and read only by bridge.py.
 """
@@ -22,9 +25,11 @@ import math
 from dataclasses import MISSING, fields
 
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
 
+from . import bridge
+from .core.csg import OPERATIONS
 from .core.remesh import MAX_RESOLUTION, MIN_RESOLUTION
 from .core.settings import ConversionSettings
 
@@ -133,6 +138,54 @@ IMPORTANCE_SOURCES = [
 ]
 
 
+#: The CSG operations (identifiers are core.csg.OPERATIONS in upper case), with the icons of Blender's
+#: Boolean modifier where it has them.
+CSG_OPERATIONS = [
+    ('UNION', "Union", "Everything inside either shape", 'SELECT_EXTEND', 0),
+    ('INTERSECTION', "Intersection", "Only what is inside both shapes", 'SELECT_INTERSECT', 1),
+    ('DIFFERENCE', "Difference", "The shape so far minus the operand", 'SELECT_SUBTRACT', 2),
+    ('SMOOTH_UNION', "Smooth Union", "Union with a rounded seam of the blend radius",
+     'SELECT_EXTEND', 3),
+    ('SMOOTH_INTERSECTION', "Smooth Intersection", "Intersection with rounded edges of the blend "
+     "radius", 'SELECT_INTERSECT', 4),
+    ('SMOOTH_DIFFERENCE', "Smooth Difference", "Difference with rounded edges of the blend radius",
+     'SELECT_SUBTRACT', 5),
+]
+if [item[0].lower() for item in CSG_OPERATIONS] != list(OPERATIONS):  # a bug, not bad input
+    raise RuntimeError("CSG_OPERATIONS disagree with core.csg.OPERATIONS")
+
+
+def _csg_operand_poll(self, obj) -> bool:
+    """Operand choices: other implicit objects that do not use this entry's object (no cycles)."""
+    owner = self.id_data
+    return bridge.is_implicit(obj) and obj != owner and not bridge.csg_uses(obj, owner)
+
+
+def _csg_changed(self, context) -> None:
+    """Redraw the 3D views: the viewport draws the CSG result from these properties."""
+    bridge.tag_view3d_redraw(context)
+
+
+class NI_CSGEntry(bpy.types.PropertyGroup):
+    """One entry of an implicit's CSG stack."""
+
+    operand: PointerProperty(
+        type=bpy.types.Object, name="Operand", poll=_csg_operand_poll, update=_csg_changed,
+        description="The implicit object combined with the result so far (its own CSG stack "
+                    "included); objects that use this one are not offered (no cycles)")
+    operation: EnumProperty(
+        name="Operation", items=CSG_OPERATIONS, default='UNION', update=_csg_changed,
+        description="How the operand is combined with the result of the entries above")
+    blend: FloatProperty(
+        name="Blend", default=0.1, min=0.0, soft_max=1.0, subtype='DISTANCE', unit='LENGTH',
+        precision=3, update=_csg_changed,
+        description="Radius of the rounded seam of smooth operations, in scene units")
+    show: BoolProperty(
+        name="Show", default=True, update=_csg_changed,
+        description="Use this entry in the viewport and when applying (like a modifier's "
+                    "visibility toggle)")
+
+
 class NI_ObjectProperties(bpy.types.PropertyGroup):
     """Per-object data: the stored network of implicit objects, the importance source of meshes."""
 
@@ -157,6 +210,12 @@ class NI_ObjectProperties(bpy.types.PropertyGroup):
     importance_group: StringProperty(
         name="Vertex Group", default="",
         description="Vertex group whose weights are the importance")
+    csg: CollectionProperty(
+        type=NI_CSGEntry, name="CSG Stack",
+        description="Operations with other implicits, applied in order (Neural CSG panel)")
+    csg_index: IntProperty(
+        name="Active CSG Entry", default=0, min=0,
+        description="The selected entry of the CSG stack")
 
 
-classes = (NI_SceneSettings, NI_ObjectProperties)
+classes = (NI_SceneSettings, NI_CSGEntry, NI_ObjectProperties)

@@ -31,6 +31,17 @@ the bound weight texture ``weights_tx`` from texel ``offset`` (:func:`network_gl
 that evaluates several networks (CSG) can pack several networks into one texture and call the
 functions of their architectures at their offsets.
 
+CSG (``core.csg.CSGShape`` as a DrawItem's ``implicit``)
+-------------------------------------------------------
+A CSG result is one draw: one proxy around its bounding sphere, one fragment shader generated for the
+tree's shape (:func:`csg_glsl`: the architectures of its networks and how they nest), all networks
+packed into one weight texture at their own offsets, and per network its frame -> network matrix and
+world-unit factor, per step its operation and blend radius, in a second uniform block (``NICSG``), so
+moving an operand or changing an operation or a blend radius recompiles nothing. The shader clips
+and combines the networks with the formulas of ``core/csg.py`` and sphere-traces the combined field
+in world units (its frame is the world translated to the bounding sphere's centre), exactly as
+``core.trace`` traces a CSGShape.
+
 Interactivity
 -------------
 The draw handler never asks for redraws on its own. While the view moves it renders at
@@ -55,10 +66,11 @@ import gpu
 from gpu_extras.batch import batch_for_shader
 
 from .core.constants import BOUND_RADIUS
+from .core.csg import OPERATIONS, SHELL, CSGShape
 from .core.errors import InputError
 from .core.trace import (AMBIENT_GROUND, AMBIENT_SKY, DEFAULT_COLOR, LIGHTS, NORMAL_DELTA,
                          OUTLINE_PIXELS, SHININESS, SPECULAR, TETRAHEDRON, TraceSettings,
-                         item_frames, outline_color_linear)
+                         item_frames, outline_color_linear, shape_radius, shape_unit)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +88,9 @@ UNROLL_PAIRS = 256
 PROXY_MARGIN = 1.001
 #: A weight texture not used by this many consecutive draws is freed.
 CACHE_IDLE_DRAWS = 120
+#: Most networks one CSG draw evaluates: each is inlined into the shader twice (trace, normal), so
+#: compile time grows with the count; 16 keeps it in seconds on software GL.
+CSG_MAX_LEAVES = 16
 
 
 # ============================================================================ settings and items
@@ -104,8 +119,10 @@ class ViewportSettings(TraceSettings):
 class DrawItem:
     """One implicit to draw.
 
-    key : content key of the network (weights are uploaded again only when it changes)
-    implicit : core.implicit.Implicit
+    key : content key of the network (weights are uploaded again only when it changes); for a CSG,
+        a key that changes when any of its networks does
+    implicit : core.implicit.Implicit, or a core.csg.CSGShape (drawn with ``matrix_world`` identity:
+        the shape holds its own placements)
     matrix_world : (4, 4) object -> world (numpy or mathutils)
     color : scene-linear RGBA (Blender's ``Object.color``)
     selected, active : selection state (outline in the theme's colours)
@@ -166,7 +183,17 @@ def arch_name(arch) -> str:
 
 
 def gpu_unsupported_reason(arch) -> Optional[str]:
-    """Why the shader cannot draw this architecture, or None."""
+    """Why the shader cannot draw this architecture (or CSGShape), or None."""
+    if isinstance(arch, CSGShape):
+        leaves = arch.leaves()
+        if len(leaves) > CSG_MAX_LEAVES:
+            return (f"the CSG result combines {len(leaves)} networks; the viewport draws at most "
+                    f"{CSG_MAX_LEAVES} (Apply it, or use a CPU preview)")
+        for leaf in leaves:
+            reason = gpu_unsupported_reason(leaf.implicit.architecture)
+            if reason:
+                return reason
+        return None
     if arch.hidden > GPU_MAX_HIDDEN:
         return (f"hidden width {arch.hidden} exceeds the viewport shader's limit of "
                 f"{GPU_MAX_HIDDEN}; use a CPU preview render instead")
@@ -306,6 +333,9 @@ vec3 ni_shade(vec3 n, vec3 v, vec3 color)
 
 
 #: Per-object uniform block (std140: only mat4 and vec4 members, so no padding rules apply).
+#: ``trace = (epsilon, step_factor, bounding radius, pixel_scale)`` and ``limits = (max_steps, texel
+#: offset, normal offset, 0)``, epsilon and the normal offset in the shape's frame units
+#: (``core.trace.shape_unit``), the radius ``core.trace.shape_radius``.
 OBJECT_STRUCT = """
 struct NIObject {
   mat4 net_to_clip;
@@ -322,7 +352,7 @@ struct NIObject {
 _VERTEX = f"""
 void main()
 {{
-  net_pos = pos * {_f(BOUND_RADIUS * PROXY_MARGIN)};
+  net_pos = pos * (obj.trace.z * {_f(PROXY_MARGIN)});
   gl_Position = obj.net_to_clip * vec4(net_pos, 1.0);
 }}
 """
@@ -332,7 +362,7 @@ def _trace_fragment(sdf: str, debug_steps: bool) -> str:
     K = TETRAHEDRON
     tetra = f"""    for (int q = 0; q < 4; q++) {{
       vec3 kq = q == 0 ? {_vec3(K[0])} : (q == 1 ? {_vec3(K[1])} : (q == 2 ? {_vec3(K[2])} : {_vec3(K[3])}));
-      g += kq * {sdf}(offset, p + {_f(NORMAL_DELTA)} * kq);
+      g += kq * {sdf}(offset, p + obj.limits.z * kq);
     }}"""
     if debug_steps:  # benchmark variant: steps in red, hit in green; misses kept at far depth
         out = "fragColor = vec4(float(steps), hit ? 1.0 : 0.0, 0.0, 1.0);"
@@ -425,22 +455,131 @@ void main()
 """
 
 
+def csg_signature(shape: CSGShape) -> tuple:
+    """What a CSG shader depends on: the architecture of each network and how the stacks nest
+    (operations, blend radii and matrices are uniforms)."""
+    return (shape.leaf.implicit.architecture, tuple(csg_signature(s.operand) for s in shape.steps))
+
+
+def csg_struct(shape: CSGShape) -> str:
+    """The ``NICSG`` uniform block of a tree (std140, mat4 and vec4 arrays only)."""
+    return f"""
+struct NICSG {{
+  mat4 to_net[{len(shape.leaves())}];
+  vec4 leaf[{len(shape.leaves())}];
+  vec4 step[{len(shape.flat_steps())}];
+}};
+"""
+
+
+def csg_glsl(shape: CSGShape) -> str:
+    """GLSL ``float ni_csg(int offset, vec3 p)``: the combined field of ``core.csg`` at ``p`` in the
+    shape's frame (world units), reading ``csg.to_net[i]`` (frame -> network of leaf ``i``),
+    ``csg.leaf[i] = (texel offset, inv_sigma, 0, 0)`` and ``csg.step[j] = (operation code, blend, 0,
+    0)``, leaves and steps in the order of ``CSGShape.leaves`` / ``flat_steps``."""
+    archs = []
+    for leaf in shape.leaves():
+        if leaf.implicit.architecture not in archs:
+            archs.append(leaf.implicit.architecture)
+    R, code = _f(BOUND_RADIUS), {op: i for i, op in enumerate(OPERATIONS)}
+    parts = [network_glsl(a) for a in archs]
+    for a in archs:
+        parts.append(f"""
+float ni_leaf_{arch_name(a)}(int i, vec3 p)
+{{
+  /* core.csg.leaf_value: the network clipped by its ball, in world units */
+  vec3 q = (csg.to_net[i] * vec4(p, 1.0)).xyz;
+  float n = length(q);
+  float r = n - {R};
+  if (r >= {_f(SHELL)}) {{
+    return r * csg.leaf[i].y;
+  }}
+  bool outside = r >= 0.0;
+  float f = ni_sdf_{arch_name(a)}(int(csg.leaf[i].x), outside ? q * ({R} / n) : q);
+  float g = max(f, 0.0);
+  float v = outside ? sqrt(r * r + g * g) : max(f, r);
+  return v * csg.leaf[i].y;
+}}
+""")
+    parts.append(f"""
+float ni_smin(float a, float b, float k)
+{{
+  /* core.csg.smooth_min */
+  float m = min(a, b);
+  if (k <= 0.0) {{
+    return m;
+  }}
+  float h = max(k - abs(a - b), 0.0) / k;
+  return m - h * h * (0.25 * k);
+}}
+
+float ni_combine(float a, float b, vec4 s)
+{{
+  /* core.csg.combine; s = (operation code, blend, 0, 0) */
+  int op = int(s.x + 0.5);
+  if (op == {code["union"]}) {{
+    return min(a, b);
+  }}
+  if (op == {code["intersection"]}) {{
+    return max(a, b);
+  }}
+  if (op == {code["difference"]}) {{
+    return max(a, -b);
+  }}
+  if (op == {code["smooth_union"]}) {{
+    return ni_smin(a, b, s.y);
+  }}
+  if (op == {code["smooth_intersection"]}) {{
+    return -ni_smin(-a, -b, s.y);
+  }}
+  return -ni_smin(-a, b, s.y);
+}}
+""")
+    lines, counters = [], [0, 0]
+
+    def emit(node, level):
+        i = counters[0]
+        counters[0] += 1
+        lines.append(f"  v{level} = ni_leaf_{arch_name(node.leaf.implicit.architecture)}({i}, p);")
+        for step in node.steps:
+            emit(step.operand, level + 1)
+            lines.append(f"  v{level} = ni_combine(v{level}, v{level + 1}, csg.step[{counters[1]}]);")
+            counters[1] += 1
+
+    emit(shape, 0)
+    temps = ", ".join(f"v{k}" for k in range(shape.depth()))
+    body = "\n".join(lines)
+    parts.append(f"""
+float ni_csg(int offset, vec3 p)
+{{
+  float {temps};
+{body}
+  return v0;
+}}
+""")
+    return "".join(parts)
+
+
 def build_trace_shader(arch, debug_steps: bool = False):
-    """Compile the sphere-tracing shader of one architecture (raises on compile errors)."""
-    sdf = "ni_sdf_" + arch_name(arch)
+    """Compile the sphere-tracing shader of one architecture, or of a CSGShape's tree (raises on
+    compile errors)."""
     iface = gpu.types.GPUStageInterfaceInfo("ni_trace_iface")
     iface.smooth('VEC3', "net_pos")
     info = gpu.types.GPUShaderCreateInfo()
-    info.typedef_source(OBJECT_STRUCT)
+    info.typedef_source(OBJECT_STRUCT + (csg_struct(arch) if isinstance(arch, CSGShape) else ""))
     info.uniform_buf(0, "NIObject", "obj")
+    if isinstance(arch, CSGShape):
+        info.uniform_buf(1, "NICSG", "csg")
+        sdf, source = "ni_csg", csg_glsl(arch)
+    else:
+        sdf, source = "ni_sdf_" + arch_name(arch), network_glsl(arch)
     info.sampler(0, 'FLOAT_2D', "weights_tx")
     info.vertex_in(0, 'VEC3', "pos")
     info.vertex_out(iface)
     info.fragment_out(0, 'VEC4', "fragColor")
     info.depth_write('ANY')
     info.vertex_source(_VERTEX)
-    info.fragment_source(fetch_glsl() + shading_glsl() + network_glsl(arch)
-                         + _trace_fragment(sdf, debug_steps))
+    info.fragment_source(fetch_glsl() + shading_glsl() + source + _trace_fragment(sdf, debug_steps))
     return gpu.shader.create_from_info(info)
 
 
@@ -479,9 +618,55 @@ void main()
     return gpu.shader.create_from_info(info)
 
 
-def _weight_texture(implicit):
-    """(GPUTexture, texel count) holding ``pack_weights(implicit)`` from texel 0."""
-    texels = pack_weights(implicit)
+def csg_offsets(shape: CSGShape) -> tuple[int, list]:
+    """``(texel count, offsets)`` of a CSG tree's packed weights: ``offsets[i]`` is the first texel
+    of leaf ``i``; a network that appears several times (one object used twice) is stored once."""
+    offsets, seen, size = [], {}, 0
+    for leaf in shape.leaves():
+        k = id(leaf.implicit)
+        if k not in seen:
+            seen[k] = size
+            shapes = leaf.implicit.architecture.layer_shapes()
+            size += sum(layer_texels(o, n, i == len(shapes) - 1) for i, (o, n) in enumerate(shapes))
+        offsets.append(seen[k])
+    return size, offsets
+
+
+def pack_csg_weights(shape: CSGShape) -> np.ndarray:
+    """Every network of a CSG tree packed one after the other (at :func:`csg_offsets`)."""
+    blocks, seen = [], set()
+    for leaf in shape.leaves():
+        if id(leaf.implicit) not in seen:
+            seen.add(id(leaf.implicit))
+            blocks.append(pack_weights(leaf.implicit))
+    texels = np.concatenate(blocks)
+    if len(texels) != csg_offsets(shape)[0]:  # a bug, not bad input
+        raise RuntimeError("packed CSG weights disagree with csg_offsets")
+    return texels
+
+
+def csg_block(shape: CSGShape) -> np.ndarray:
+    """The NICSG uniform block of a tree (float32): per leaf its frame -> network matrix, then per
+    leaf ``(offset, inv_sigma, 0, 0)``, then per step ``(operation code, blend, 0, 0)``."""
+    _, offsets = csg_offsets(shape)
+    leaves = shape.leaves()
+    frame_to_world = np.linalg.inv(shape.transform)
+    mats = [_column_major(leaf.world_to_net @ frame_to_world) for leaf in leaves]
+    leaf_rows = [[offsets[i], leaf.inv_sigma, 0.0, 0.0] for i, leaf in enumerate(leaves)]
+    step_rows = [[OPERATIONS.index(s.operation), s.blend, 0.0, 0.0] for s in shape.flat_steps()]
+    return np.ascontiguousarray(np.concatenate([np.ravel(mats), np.ravel(leaf_rows),
+                                                np.ravel(step_rows)]), dtype=np.float32)
+
+
+def _layout(implicit):
+    """What a weight texture's layout depends on: the architecture, or a CSG tree's signature."""
+    if isinstance(implicit, CSGShape):
+        return ("csg", csg_signature(implicit))
+    return implicit.architecture
+
+
+def _texture_of(texels: np.ndarray):
+    """(GPUTexture, texel count) holding ``texels`` (n, 4) from texel 0."""
     rows = -(-len(texels) // WEIGHT_TEXTURE_WIDTH)
     data = np.zeros((rows * WEIGHT_TEXTURE_WIDTH, 4), np.float32)
     data[:len(texels)] = texels
@@ -489,16 +674,27 @@ def _weight_texture(implicit):
     return gpu.types.GPUTexture((WEIGHT_TEXTURE_WIDTH, rows), format='RGBA32F', data=buf), len(texels)
 
 
+def _weight_texture(implicit):
+    """(GPUTexture, texel count) holding ``pack_weights(implicit)`` (or a CSG tree's
+    ``pack_csg_weights``) from texel 0."""
+    if isinstance(implicit, CSGShape):
+        return _texture_of(pack_csg_weights(implicit))
+    return _texture_of(pack_weights(implicit))
+
+
 def evaluate_on_gpu(implicit, Q) -> np.ndarray:
     """The shader's network function evaluated at network-frame points Q (n, 3) -> (n,) float32.
 
     For tests and debugging: it runs exactly the GLSL of :func:`network_glsl` over the texture of
-    :func:`pack_weights`, one point per pixel of an offscreen buffer. Needs a GPU context.
+    :func:`pack_weights`, one point per pixel of an offscreen buffer. Needs a GPU context. For a
+    ``CSGShape`` it runs :func:`csg_glsl` with :func:`csg_block` at points of the shape's frame
+    (``CSGShape.evaluate``'s).
     """
     Q = np.ascontiguousarray(Q, dtype=np.float32)
     if Q.ndim != 2 or Q.shape[1] != 3 or not len(Q):
         raise InputError(f"Q must have shape (n, 3) with n > 0, got {Q.shape}")
-    reason = gpu_unsupported_reason(implicit.architecture)
+    csg = isinstance(implicit, CSGShape)
+    reason = gpu_unsupported_reason(implicit if csg else implicit.architecture)
     if reason:
         raise InputError(reason)
     w = min(len(Q), 256)
@@ -508,10 +704,16 @@ def evaluate_on_gpu(implicit, Q) -> np.ndarray:
     points = gpu.types.GPUTexture((w, h), format='RGBA32F',
                                   data=gpu.types.Buffer('FLOAT', pts.size, pts.ravel()))
     weights, _ = _weight_texture(implicit)
-    sdf = "ni_sdf_" + arch_name(implicit.architecture)
+    if csg:
+        sdf, source = "ni_csg", csg_glsl(implicit)
+    else:
+        sdf, source = "ni_sdf_" + arch_name(implicit.architecture), network_glsl(implicit.architecture)
     iface = gpu.types.GPUStageInterfaceInfo("ni_eval_iface")
     iface.smooth('VEC2', "uv")
     info = gpu.types.GPUShaderCreateInfo()
+    if csg:
+        info.typedef_source(csg_struct(implicit))
+        info.uniform_buf(1, "NICSG", "csg")
     info.push_constant('VEC2', "size")
     info.sampler(0, 'FLOAT_2D', "weights_tx")
     info.sampler(1, 'FLOAT_2D', "points_tx")
@@ -519,7 +721,7 @@ def evaluate_on_gpu(implicit, Q) -> np.ndarray:
     info.vertex_out(iface)
     info.fragment_out(0, 'VEC4', "fragColor")
     info.vertex_source("void main()\n{\n  uv = pos * 0.5 + 0.5;\n  gl_Position = vec4(pos, 0.0, 1.0);\n}\n")
-    info.fragment_source(fetch_glsl() + network_glsl(implicit.architecture) + f"""
+    info.fragment_source(fetch_glsl() + source + f"""
 void main()
 {{
   ivec2 px = clamp(ivec2(uv * size), ivec2(0), ivec2(size) - 1);
@@ -536,6 +738,9 @@ void main()
             gpu.state.viewport_set(0, 0, w, h)
             shader.bind()
             shader.uniform_float("size", (float(w), float(h)))
+            if csg:
+                ubo = gpu.types.GPUUniformBuf(csg_block(implicit))
+                shader.uniform_block("csg", ubo)
             shader.uniform_sampler("weights_tx", weights)
             shader.uniform_sampler("points_tx", points)
             batch.draw(shader)
@@ -588,15 +793,18 @@ class ImplicitRenderer:
 
     # ------------------------------------------------------------------ resources
     def program(self, arch, debug_steps: bool = False):
-        """(shader, proxy batch) of an architecture, compiled on first use."""
-        k = (arch, debug_steps)
+        """(shader, proxy batch) of an architecture or of a CSGShape's tree shape
+        (:func:`csg_signature`), compiled on first use."""
+        csg = isinstance(arch, CSGShape)
+        k = (("csg", csg_signature(arch)) if csg else arch, debug_steps)
         if k in self._failed:
             raise RuntimeError(self._failed[k])
         if k not in self._programs:
             try:
                 shader = build_trace_shader(arch, debug_steps)
             except Exception as exc:  # the GPU module raises plain Exception on compile errors
-                self._failed[k] = f"viewport shader for {arch_name(arch)} failed to compile: {exc}"
+                what = (f"CSG of {len(arch.leaves())} networks" if csg else arch_name(arch))
+                self._failed[k] = f"viewport shader for {what} failed to compile: {exc}"
                 raise RuntimeError(self._failed[k]) from None
             V, tris = _cube()
             batch = batch_for_shader(shader, 'TRIS', {"pos": V.tolist()}, indices=tris)
@@ -606,9 +814,10 @@ class ImplicitRenderer:
     def weights(self, key: str, implicit):
         """The weight texture of ``key``, uploaded only when the key (or architecture) is new."""
         entry = self._weights.get(key)
-        if entry is None or entry.arch != implicit.architecture:
+        layout = _layout(implicit)
+        if entry is None or entry.arch != layout:
             tex, texels = _weight_texture(implicit)
-            entry = _Weights(tex, implicit.architecture, texels, self._draws)
+            entry = _Weights(tex, layout, texels, self._draws)
             self._weights[key] = entry
             self.uploads += 1
         entry.last_draw = self._draws
@@ -678,7 +887,8 @@ class ImplicitRenderer:
         P = np.array(P, dtype=np.float64)
         drawn = 0
         for item in items:
-            arch = item.implicit.architecture
+            csg = isinstance(item.implicit, CSGShape)
+            arch = item.implicit if csg else item.implicit.architecture
             reason = gpu_unsupported_reason(arch)
             if reason is None:
                 try:
@@ -696,6 +906,9 @@ class ImplicitRenderer:
             gpu.state.face_culling_set('FRONT')
             shader.bind()
             shader.uniform_block("obj", ubo)
+            if csg:   # kept in a variable: the buffer must outlive the draw call
+                csg_ubo = gpu.types.GPUUniformBuf(csg_block(item.implicit))
+                shader.uniform_block("csg", csg_ubo)
             shader.uniform_sampler("weights_tx", texture)
             batch.draw(shader)
             drawn += 1
@@ -775,8 +988,9 @@ def _object_block(fr, item, settings) -> np.ndarray:
         _column_major(fr.net_to_clip), _column_major(fr.clip_to_net),
         _column_major(fr.normal_to_view), _column_major(fr.dir_to_view),
         color[:4], outline,
-        [settings.epsilon, settings.step_factor, BOUND_RADIUS, fr.pixel_scale],
-        [settings.max_steps, 0.0, 0.0, 0.0],
+        [settings.epsilon * shape_unit(item.implicit), settings.step_factor,
+         shape_radius(item.implicit), fr.pixel_scale],
+        [settings.max_steps, 0.0, NORMAL_DELTA * shape_unit(item.implicit), 0.0],
     ])
     return np.ascontiguousarray(block, dtype=np.float32)
 
@@ -907,5 +1121,5 @@ def _draw_callback():
 
 
 __all__ = ["ViewportSettings", "DrawItem", "ImplicitRenderer", "pack_weights", "network_glsl",
-           "evaluate_on_gpu",
+           "evaluate_on_gpu", "csg_glsl", "csg_block", "csg_offsets", "pack_csg_weights",
            "register_draw_handler", "unregister_draw_handler", "is_registered", "renderer"]

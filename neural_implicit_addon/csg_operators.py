@@ -1,0 +1,182 @@
+"""Operators of the CSG stack: add, remove, move, duplicate entries, and Apply (remesh the result).
+
+They act on ``context.object`` (the Properties editor's object, or the active object in the 3D View),
+which must be an implicit. Stack edits are plain data changes with undo; Apply is a
+:class:`operators.JobOperator` like Remesh (blocking from scripts and in background mode, in the
+background with progress from a button) that leaves the implicit and its stack as they are and adds
+a new mesh object ``<name>_csg`` at the implicit's transform.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, IntProperty
+
+from . import bridge, jobs
+from .core.errors import InputError
+from .core.remesh import MAX_RESOLUTION, MIN_RESOLUTION
+from .operators import JobOperator
+from .properties import CSG_OPERATIONS
+
+
+def _owner(context):
+    obj = getattr(context, "object", None)
+    return obj if bridge.is_implicit(obj) else None
+
+
+class CSGOperator:
+    """Mixin: poll for an implicit ``context.object`` (and, with ``needs_entry``, an active entry)."""
+
+    needs_entry = False
+
+    @classmethod
+    def poll(cls, context):
+        return cls.poll_owner(context)
+
+    @classmethod
+    def poll_owner(cls, context) -> bool:
+        obj = _owner(context)
+        if obj is None:
+            cls.poll_message_set("The object is no neural implicit")
+            return False
+        if cls.needs_entry and not 0 <= obj.neural_implicit.csg_index < len(obj.neural_implicit.csg):
+            cls.poll_message_set("The CSG stack has no active entry")
+            return False
+        return True
+
+
+class OBJECT_OT_neural_implicit_csg_add(CSGOperator, bpy.types.Operator):
+    """Add an entry to the CSG stack (its operand: the other selected implicit, if there is one)"""
+
+    bl_idname = "object.neural_implicit_csg_add"
+    bl_label = "Add CSG Operation"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    operation: EnumProperty(name="Operation", items=CSG_OPERATIONS, default='UNION')
+
+    def execute(self, context):
+        obj = _owner(context)
+        stack = obj.neural_implicit.csg
+        entry = stack.add()
+        entry.operation = self.operation
+        candidates = [o for o in context.selected_objects
+                      if o != obj and bridge.is_implicit(o) and not bridge.csg_uses(o, obj)]
+        if len(candidates) == 1:
+            entry.operand = candidates[0]
+        obj.neural_implicit.csg_index = len(stack) - 1
+        bridge.tag_view3d_redraw(context)
+        return {'FINISHED'}
+
+
+class OBJECT_OT_neural_implicit_csg_remove(CSGOperator, bpy.types.Operator):
+    """Remove the active entry of the CSG stack"""
+
+    bl_idname = "object.neural_implicit_csg_remove"
+    bl_label = "Remove CSG Operation"
+    bl_options = {'REGISTER', 'UNDO'}
+    needs_entry = True
+
+    def execute(self, context):
+        props = _owner(context).neural_implicit
+        props.csg.remove(props.csg_index)
+        props.csg_index = max(0, min(props.csg_index, len(props.csg) - 1))
+        bridge.tag_view3d_redraw(context)
+        return {'FINISHED'}
+
+
+class OBJECT_OT_neural_implicit_csg_move(CSGOperator, bpy.types.Operator):
+    """Move the active entry of the CSG stack up or down (entries apply from top to bottom)"""
+
+    bl_idname = "object.neural_implicit_csg_move"
+    bl_label = "Move CSG Operation"
+    bl_options = {'REGISTER', 'UNDO'}
+    needs_entry = True
+
+    direction: EnumProperty(name="Direction", items=[('UP', "Up", ""), ('DOWN', "Down", "")],
+                            default='UP')
+
+    def execute(self, context):
+        props = _owner(context).neural_implicit
+        i = props.csg_index
+        j = i - 1 if self.direction == 'UP' else i + 1
+        if not 0 <= j < len(props.csg):
+            return {'CANCELLED'}
+        props.csg.move(i, j)
+        props.csg_index = j
+        bridge.tag_view3d_redraw(context)
+        return {'FINISHED'}
+
+
+class OBJECT_OT_neural_implicit_csg_duplicate(CSGOperator, bpy.types.Operator):
+    """Duplicate the active entry of the CSG stack below it"""
+
+    bl_idname = "object.neural_implicit_csg_duplicate"
+    bl_label = "Duplicate CSG Operation"
+    bl_options = {'REGISTER', 'UNDO'}
+    needs_entry = True
+
+    def execute(self, context):
+        props = _owner(context).neural_implicit
+        src = props.csg[props.csg_index]
+        new = props.csg.add()
+        for name in ("operand", "operation", "blend", "show"):
+            setattr(new, name, getattr(src, name))
+        props.csg.move(len(props.csg) - 1, props.csg_index + 1)
+        props.csg_index += 1
+        bridge.tag_view3d_redraw(context)
+        return {'FINISHED'}
+
+
+def _apply_task(name: str, shape, resolution: int):
+    def run(progress, cancel):
+        from .core.remesh import remesh
+        return remesh(shape, resolution, progress=progress, cancel=cancel)
+
+    return jobs.Task(name, run)
+
+
+class OBJECT_OT_neural_implicit_csg_apply(CSGOperator, JobOperator, bpy.types.Operator):
+    """Remesh the CSG result (the object with its stack) into a new mesh object; the implicit and its
+    stack stay as they are"""
+
+    bl_idname = "object.neural_implicit_csg_apply"
+    bl_label = "Apply Neural CSG"
+    bl_options = {'REGISTER', 'UNDO'}
+    noun = "object"
+
+    resolution: IntProperty(
+        name="Resolution", default=128, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
+        description="Marching cubes cells per axis of the cube around the CSG result")
+
+    @classmethod
+    def poll(cls, context):
+        if not cls.poll_owner(context):
+            return False
+        if not len(_owner(context).neural_implicit.csg):
+            cls.poll_message_set("The CSG stack is empty: add an operation first")
+            return False
+        return cls.poll_job()
+
+    def make_job(self, context):
+        obj = _owner(context)
+        tree = bridge.csg_tree(obj)                     # InputError (a cycle) -> reported
+        for message in tree.warnings:
+            self.report({'WARNING'}, message)
+        if not tree.active:
+            raise InputError(f"{obj.name}: no usable CSG entry (every operand is missing, turned "
+                             "off or skipped)")
+        return jobs.Job("Applying CSG", [_apply_task(obj.name, tree.shape, self.resolution)])
+
+    def apply(self, context, task, result):
+        source = bpy.data.objects.get(task.name)
+        if source is None:
+            raise InputError("the implicit object was deleted while applying")
+        V, F = bridge.csg_to_object_frame(source, result.V, result.F)
+        obj = bridge.new_mesh_object(f"{task.name}_csg", V, F, source.matrix_world.copy(),
+                                     tuple(source.users_collection))
+        bridge.make_active(context.view_layer, obj, tuple(context.selected_objects))
+
+
+classes = (OBJECT_OT_neural_implicit_csg_add, OBJECT_OT_neural_implicit_csg_remove,
+           OBJECT_OT_neural_implicit_csg_move, OBJECT_OT_neural_implicit_csg_duplicate,
+           OBJECT_OT_neural_implicit_csg_apply)
