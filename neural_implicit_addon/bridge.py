@@ -565,4 +565,6 @@ def viewport_settings(context):
 
     s = context.scene.neural_implicit_settings
     return ViewportSettings(max_steps=int(s.viewport_max_steps),
+                            epsilon=float(s.viewport_epsilon),
+                            step_factor=float(s.viewport_step_factor),
                             resolution_scale=float(s.viewport_resolution_scale))

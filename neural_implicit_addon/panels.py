@@ -195,6 +195,8 @@ class NI_PT_viewport(NeuralPanel, bpy.types.Panel):
         col.use_property_decorate = False
         col.prop(settings, "viewport_resolution_scale")
         col.prop(settings, "viewport_max_steps")
+        col.prop(settings, "viewport_epsilon")
+        col.prop(settings, "viewport_step_factor")
         error = viewport.last_error()
         if error:
             self.layout.label(text=error, icon='ERROR')

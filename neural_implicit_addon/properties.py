@@ -32,6 +32,7 @@ from . import bridge
 from .core.csg import OPERATIONS
 from .core.remesh import MAX_RESOLUTION, MIN_RESOLUTION
 from .core.settings import ConversionSettings
+from .core.trace import TraceSettings
 
 #: Largest value an IntProperty can hold (the seed's core range is larger).
 INT_MAX = 2 ** 31 - 1
@@ -116,8 +117,16 @@ def _settings_class():
             description="Resolution at which implicits are traced while the view moves "
                         "(full resolution once it stops)"),
         viewport_max_steps=IntProperty(
-            name="Max Steps", default=96, min=8, max=1024,
+            name="Max Steps", default=TraceSettings.max_steps, min=8, max=1024,
             description="Network evaluations per pixel at most when drawing implicits"),
+        viewport_epsilon=FloatProperty(
+            name="Epsilon", default=TraceSettings.epsilon, min=1e-6, max=0.05, precision=4,
+            step=0.01, description="A ray hits the surface where the network is below this "
+                                   "(network units: the shape's radius is 0.9)"),
+        viewport_step_factor=FloatProperty(
+            name="Step Factor", default=TraceSettings.step_factor, min=0.05, max=1.0,
+            subtype='FACTOR', description="Safety factor on each sphere-tracing step: lower it if "
+                                          "thin parts show holes, raise it for speed"),
     )
     return type("NI_SceneSettings", (bpy.types.PropertyGroup,), {
         "__annotations__": annotations,

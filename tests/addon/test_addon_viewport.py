@@ -4,6 +4,7 @@ is, after moving it too (the object convention of bridge.py as the GPU sees it).
 import importlib
 
 import numpy as np
+import pytest
 
 SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,
              threads=1, seed=0)
@@ -50,3 +51,20 @@ def test_draw_items_render_the_shape_where_the_mesh_is(gpu_ready):
         assert bridge.draw_items(bpy.context) == []
     finally:
         renderer.free()
+
+
+def test_viewport_settings_come_from_the_scene(blender):
+    """The Viewport panel's options reach the draw handler's settings (defaults shared with core)."""
+    bpy = blender.bpy
+    bridge = importlib.import_module(blender.package + ".bridge")
+    trace = importlib.import_module(blender.package + ".core.trace")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    s = bpy.context.scene.neural_implicit_settings
+    default = bridge.viewport_settings(bpy.context)
+    assert (default.max_steps, default.epsilon, default.step_factor) == pytest.approx(
+        (trace.TraceSettings.max_steps, trace.TraceSettings.epsilon, trace.TraceSettings.step_factor))
+    s.viewport_max_steps, s.viewport_epsilon, s.viewport_step_factor = 40, 0.004, 0.6
+    s.viewport_resolution_scale = 0.25
+    got = bridge.viewport_settings(bpy.context).validate()
+    assert (got.max_steps, got.epsilon, got.step_factor, got.resolution_scale) == pytest.approx(
+        (40, 0.004, 0.6, 0.25))
