@@ -294,10 +294,16 @@ def importance_sample(sd: SignedDistance, *, beta: float, pool: int, samples: in
     return SampleSet(P[inv], sdf[inv], stats)
 
 
-def surface_set(sd: SignedDistance, n: int, rng: np.random.Generator, sigma: float = 0.0) -> SampleSet:
-    """n points near the surface: area-uniform surface points moved by an isotropic Gaussian of
-    standard deviation ``sigma`` (network units; 0 = on the surface), with exact signed distances."""
-    P, _ = sample_surface(sd.V, sd.F, n, rng)
+def surface_set(sd: SignedDistance, n: int, rng: np.random.Generator, sigma: float = 0.0,
+                importance_strength: float = 0.0) -> SampleSet:
+    """n points near the surface: surface points moved by an isotropic Gaussian of standard
+    deviation ``sigma`` (network units; 0 = on the surface), with exact signed distances.
+
+    Surface points are area-uniform, or with painted importance (``sd.vertex_weights``) drawn with
+    density ∝ area × (1 + strength · importance), the same factor the importance samples carry
+    (rejection from area-uniform proposals, so the distribution is exact).
+    """
+    P = _surface_points(sd, n, rng, importance_strength)
     if sigma > 0:
         P = P + sigma * rng.standard_normal(P.shape)
         r = np.linalg.norm(P, axis=1, keepdims=True)
@@ -306,6 +312,21 @@ def surface_set(sd: SignedDistance, n: int, rng: np.random.Generator, sigma: flo
     else:
         d = np.zeros(n)
     return SampleSet(P.astype(np.float32), d.astype(np.float32), {"surface_points": n})
+
+
+def _surface_points(sd: SignedDistance, n: int, rng: np.random.Generator, strength: float):
+    w = sd.vertex_weights
+    if w is None or strength <= 0 or not np.max(w, initial=0.0) > 0:
+        return sample_surface(sd.V, sd.F, n, rng)[0]
+    m_max = 1.0 + strength * float(np.max(w))
+    kept, total = [], 0
+    while total < n:
+        P, fid = sample_surface(sd.V, sd.F, max(2 * (n - total), 1024), rng)
+        factor = 1.0 + strength * sd.importance_at(fid, P)
+        P = P[rng.random(len(P)) * m_max < factor][: n - total]
+        kept.append(P)
+        total += len(P)
+    return np.concatenate(kept)
 
 
 def merge(a: SampleSet, b: SampleSet, rng: np.random.Generator) -> SampleSet:

@@ -133,3 +133,16 @@ def test_surface_samples_lie_on_the_surface():
     V, F = icosphere(2, 0.5)
     P, fid = sample_surface(V, F, 1000, np.random.default_rng(0))
     assert np.abs(SignedDistance(V, F).unsigned(P)).max() < 1e-9
+
+
+def test_near_surface_samples_follow_painted_importance():
+    """Surface points are drawn with density ∝ 1 + strength · importance: with one half painted and
+    strength 4, the painted half holds (1 + 4) / (2 + 4) of the points."""
+    from core.sampling import surface_set
+    V, F = icosphere(3, 0.5)
+    w = (V[:, 0] > 0).astype(float)
+    S = surface_set(SignedDistance(V, F, w), 40_000, np.random.default_rng(0), sigma=0.0,
+                    importance_strength=4.0)
+    assert (S.points[:, 0] > 0.02).mean() == pytest.approx(5 / 6, abs=0.03)
+    plain = surface_set(SignedDistance(V, F), 40_000, np.random.default_rng(0))
+    assert (plain.points[:, 0] > 0.02).mean() == pytest.approx(0.5, abs=0.03)
