@@ -363,3 +363,23 @@ def lens_volumes(radius: float, distance: float) -> dict:
 
 __all__ = ["OPERATIONS", "SMOOTH", "CSGShape", "CSGStep", "Leaf", "combine", "smooth_min", "csg",
            "leaf_value", "lens_volumes"]
+
+
+def distill(shape, settings=None, resolution: int = 256, progress=None, cancel=None):
+    """Train one new network on a CSG result, so a stack becomes a single compact implicit again.
+
+    The result's surface is extracted by sparse marching cubes at ``resolution`` (in the world
+    frame) and converted like any mesh (core.convert.convert_mesh with ``settings``): the new
+    network's mesh frame is the world. Returns a core.convert.ConversionResult whose metadata records
+    the distillation. Needs torch (training).
+    """
+    from .convert import convert_mesh
+    from .mesh import mesh_from_arrays
+    from .remesh import remesh
+
+    surface = remesh(shape, resolution, progress=progress, cancel=cancel)
+    mesh = mesh_from_arrays(surface.V, surface.F, name="csg result")
+    result = convert_mesh(mesh, settings, progress=progress, cancel=cancel)
+    result.implicit.metadata["distilled_from"] = {
+        "operation": "csg", "resolution": resolution, "faces": int(len(surface.F))}
+    return result

@@ -1,10 +1,13 @@
-"""Operators of the CSG stack: add, remove, move, duplicate entries, and Apply (remesh the result).
+"""Operators of the CSG stack: add, remove, move, duplicate entries, Apply (remesh the result) and
+Distill (train one new implicit on the result).
 
 They act on ``context.object`` (the Properties editor's object, or the active object in the 3D View),
 which must be an implicit. Stack edits are plain data changes with undo; Apply is a
 :class:`operators.JobOperator` like Remesh (blocking from scripts and in background mode, in the
 background with progress from a button) that leaves the implicit and its stack as they are and adds
-a new mesh object ``<name>_csg`` at the implicit's transform.
+a new mesh object ``<name>_csg`` at the implicit's transform. Distill runs the same way and adds a
+new implicit object ``<name>_distilled`` (core.csg.distill: remesh, then convert with the scene's
+conversion settings).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from . import bridge, jobs
 from .core.errors import InputError
 from .core.remesh import MAX_RESOLUTION, MIN_RESOLUTION
 from .operators import JobOperator
+from .preferences import MISSING_TORCH, torch_available
 from .properties import CSG_OPERATIONS
 
 
@@ -127,6 +131,17 @@ class OBJECT_OT_neural_implicit_csg_duplicate(CSGOperator, bpy.types.Operator):
         return {'FINISHED'}
 
 
+def _usable_tree(operator, obj):
+    """The object's CSG tree with its warnings reported; InputError when nothing is usable."""
+    tree = bridge.csg_tree(obj)                     # InputError (a cycle) -> reported
+    for message in tree.warnings:
+        operator.report({'WARNING'}, message)
+    if not tree.active:
+        raise InputError(f"{obj.name}: no usable CSG entry (every operand is missing, turned "
+                         "off or skipped)")
+    return tree
+
+
 def _apply_task(name: str, shape, resolution: int):
     def run(progress, cancel):
         from .core.remesh import remesh
@@ -159,12 +174,7 @@ class OBJECT_OT_neural_implicit_csg_apply(CSGOperator, JobOperator, bpy.types.Op
 
     def make_job(self, context):
         obj = _owner(context)
-        tree = bridge.csg_tree(obj)                     # InputError (a cycle) -> reported
-        for message in tree.warnings:
-            self.report({'WARNING'}, message)
-        if not tree.active:
-            raise InputError(f"{obj.name}: no usable CSG entry (every operand is missing, turned "
-                             "off or skipped)")
+        tree = _usable_tree(self, obj)
         return jobs.Job("Applying CSG", [_apply_task(obj.name, tree.shape, self.resolution)])
 
     def apply(self, context, task, result):
@@ -177,6 +187,47 @@ class OBJECT_OT_neural_implicit_csg_apply(CSGOperator, JobOperator, bpy.types.Op
         bridge.make_active(context.view_layer, obj, tuple(context.selected_objects))
 
 
+def _distill_task(name: str, shape, settings, resolution: int):
+    def run(progress, cancel):
+        from .core.csg import distill
+        return distill(shape, settings, resolution, progress=progress, cancel=cancel)
+
+    return jobs.Task(name, run)
+
+
+class OBJECT_OT_neural_implicit_csg_distill(CSGOperator, JobOperator, bpy.types.Operator):
+    """Train one new implicit on the CSG result (the object with its stack), so the stack becomes a
+    single compact network; the implicit and its stack stay as they are"""
+
+    bl_idname = "object.neural_implicit_csg_distill"
+    bl_label = "Distill Neural CSG"
+    bl_options = {'REGISTER', 'UNDO'}
+    noun = "object"
+
+    resolution: IntProperty(
+        name="Resolution", default=256, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
+        description="Marching cubes cells per axis used to extract the CSG surface before training")
+
+    @classmethod
+    def poll(cls, context):
+        return OBJECT_OT_neural_implicit_csg_apply.poll.__func__(cls, context)
+
+    def make_job(self, context):
+        if not torch_available():
+            raise InputError(MISSING_TORCH)
+        obj = _owner(context)
+        tree = _usable_tree(self, obj)
+        settings = context.scene.neural_implicit_settings.to_core()
+        return jobs.Job("Distilling CSG", [_distill_task(obj.name, tree.shape, settings,
+                                                         self.resolution)])
+
+    def apply(self, context, task, result):
+        source = bpy.data.objects.get(task.name)
+        collections = tuple(source.users_collection) if source is not None else ()
+        obj = bridge.new_implicit_object(f"{task.name}_distilled", result.implicit, collections)
+        bridge.make_active(context.view_layer, obj, tuple(context.selected_objects))
+
+
 classes = (OBJECT_OT_neural_implicit_csg_add, OBJECT_OT_neural_implicit_csg_remove,
            OBJECT_OT_neural_implicit_csg_move, OBJECT_OT_neural_implicit_csg_duplicate,
-           OBJECT_OT_neural_implicit_csg_apply)
+           OBJECT_OT_neural_implicit_csg_apply, OBJECT_OT_neural_implicit_csg_distill)

@@ -14,6 +14,7 @@ import bpy
 from . import bridge, jobs, viewport
 from .core.errors import InputError
 from .csg_operators import (OBJECT_OT_neural_implicit_csg_add, OBJECT_OT_neural_implicit_csg_apply,
+                            OBJECT_OT_neural_implicit_csg_distill,
                             OBJECT_OT_neural_implicit_csg_duplicate,
                             OBJECT_OT_neural_implicit_csg_move,
                             OBJECT_OT_neural_implicit_csg_remove)
@@ -96,6 +97,10 @@ def draw_csg(layout, context, obj, list_id: str) -> None:
     op = row.operator(OBJECT_OT_neural_implicit_csg_apply.bl_idname, text="Apply",
                       icon='MESH_DATA')
     op.resolution = settings.remesh_resolution
+    row = layout.row()
+    row.enabled = not running and tree.active
+    row.operator(OBJECT_OT_neural_implicit_csg_distill.bl_idname, text="Distill to One Implicit",
+                 icon='SHADERFX')
 
 
 class NI_PT_csg(bpy.types.Panel):

@@ -310,3 +310,23 @@ def test_shader_csg_field_equals_numpy(ni, balls, gpu_ready):
     Q = np.random.default_rng(0).uniform(-1.6, 1.6, (2000, 3)).astype(np.float32)
     gpu = ni.viewport.evaluate_on_gpu(shape, Q)
     assert np.abs(gpu - shape.evaluate(Q)).max() < 1e-5
+
+
+def test_distill_trains_one_implicit_on_the_csg_result(ni, balls):
+    """Distill: the union of two balls becomes one new implicit whose zero set is that union."""
+    bpy = ni.bpy
+    a, b = open_balls(ni, balls)
+    assert bpy.ops.object.neural_implicit_csg_add(operation='UNION') == {'FINISHED'}
+    union = ni.bridge.csg_tree(a).shape
+    assert bpy.ops.object.neural_implicit_csg_distill(resolution=RESOLUTION) == {'FINISHED'}
+    new = bpy.context.active_object
+    assert new.name.startswith("A_implicit_distilled") and ni.bridge.is_implicit(new)
+    assert len(new.neural_implicit.csg) == 0 and len(a.neural_implicit.csg) == 1
+    meta = ni.bridge.implicit_from_object(new).metadata
+    assert meta["distilled_from"]["operation"] == "csg"
+    # points inside the union are inside the distilled shape, points well outside are outside
+    X = np.random.default_rng(1).uniform(-1.3, 1.3, (4000, 3))
+    want = union.evaluate_world(X)
+    got = ni.bridge.evaluate_world(new, X)
+    clear = np.abs(want) > 0.1
+    assert (np.sign(got[clear]) == np.sign(want[clear])).mean() > 0.98
