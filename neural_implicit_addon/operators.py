@@ -11,6 +11,8 @@ undo step) and says how many. Errors from core arrive as ``self.report({'ERROR'}
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import bpy
 from bpy.props import BoolProperty, IntProperty
 
@@ -171,15 +173,40 @@ class JobOperator:
 
 # ============================================================================ convert
 
-def _convert_task(arrays: bridge.MeshArrays, settings):
+@dataclass(frozen=True)
+class SizeMode:
+    """How the network's size is chosen: "FIXED" (the settings' layers x hidden), "TARGET_ERROR"
+    (core.sizing, smallest size reaching ``target_error``) or "BUDGET" (core.budget, most accurate
+    network fitting ``budget_bytes``)."""
+
+    mode: str = "FIXED"
+    target_error: float = 0.003
+    budget_bytes: int = 30_000
+
+    @classmethod
+    def from_scene(cls, s) -> "SizeMode":
+        return cls(s.size_mode, float(f"{s.target_error:.7g}"), int(s.budget_bytes))
+
+    def convert(self, mesh, settings, progress, cancel):
+        """core's conversion for this mode (runs in the worker)."""
+        if self.mode == "TARGET_ERROR":
+            from .core.sizing import convert_to_target_error
+            return convert_to_target_error(mesh, self.target_error, settings, progress, cancel)
+        if self.mode == "BUDGET":
+            from .core.budget import convert_to_budget
+            return convert_to_budget(mesh, self.budget_bytes, settings, progress, cancel)
+        from .core.convert import convert_mesh
+        return convert_mesh(mesh, settings, progress=progress, cancel=cancel)
+
+
+def _convert_task(arrays: bridge.MeshArrays, settings, size: SizeMode = SizeMode()):
     """The worker's part of converting one mesh (no Blender data inside)."""
 
     def run(progress, cancel):
-        from .core.convert import convert_mesh
         from .core.mesh import mesh_from_arrays
 
         mesh = mesh_from_arrays(arrays.V, arrays.F, name=arrays.name, vertex_weights=arrays.weights)
-        return convert_mesh(mesh, settings, progress=progress, cancel=cancel)
+        return size.convert(mesh, settings, progress, cancel)
 
     return jobs.Task(arrays.name, run, {"importance": arrays.importance})
 
@@ -249,9 +276,11 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
         if context.mode != 'OBJECT' and context.active_object is not None:
             bpy.ops.object.mode_set(mode='OBJECT')   # flushes Edit Mode selection into the mesh
         depsgraph = context.evaluated_depsgraph_get()
+        size = SizeMode.from_scene(context.scene.neural_implicit_settings)
         arrays = [bridge.evaluated_mesh_arrays(o, depsgraph) for o in meshes]
-        tasks = [_convert_task(a, settings) for a in arrays]
-        batch = _convert_batch(arrays, settings) if len(arrays) > 1 else None
+        tasks = [_convert_task(a, settings, size) for a in arrays]
+        # several meshes of one fixed architecture train together as one stack
+        batch = _convert_batch(arrays, settings) if len(arrays) > 1 and size.mode == "FIXED" else None
         return jobs.Job("Converting", tasks, batch=batch)
 
     def apply(self, context, task, result):

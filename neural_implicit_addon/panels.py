@@ -37,6 +37,10 @@ def draw_job(layout) -> bool:
     return True
 
 
+#: Settings chosen by the Target Error and Byte Budget modes (hidden in those modes).
+SIZE_SETTINGS = ("layers", "hidden")
+
+
 class NI_PT_convert(NeuralPanel, bpy.types.Panel):
     bl_label = "Convert"
     bl_order = 0
@@ -49,8 +53,14 @@ class NI_PT_convert(NeuralPanel, bpy.types.Panel):
         col.use_property_split = True
         col.use_property_decorate = False
         col.enabled = not running
+        col.prop(settings, "size_mode")
+        if settings.size_mode == 'TARGET_ERROR':
+            col.prop(settings, "target_error")
+        elif settings.size_mode == 'BUDGET':
+            col.prop(settings, "budget_bytes")
         for name in MAIN_SETTINGS:
-            col.prop(settings, name)
+            if settings.size_mode == 'FIXED' or name not in SIZE_SETTINGS:
+                col.prop(settings, name)
         meshes = [o for o in context.selected_objects if o.type == 'MESH']
         if running:
             return
@@ -155,6 +165,13 @@ class NI_PT_implicit(NeuralPanel, bpy.types.Panel):
             ("Training", f"{jobs.format_seconds(timings['training'])}" if "training" in timings else "-"),
             ("Device", str(meta.get("device", "-"))),
         ]
+        if "sizing" in meta:
+            sz = meta["sizing"]
+            rows.append(("Target Error", f"{sz['target']:g} "
+                         + ("reached" if sz["reached"] else f"not reached ({len(sz['tried'])} sizes)")))
+        if "budget" in meta:
+            rows.append(("Byte Budget", f"{meta['budget']['weight_bytes']:,} of "
+                                        f"{meta['budget']['budget_bytes']:,} B"))
         for label, value in rows:
             split = col.split(factor=0.4)
             split.label(text=label)

@@ -105,6 +105,21 @@ def _from_core(self, settings: ConversionSettings) -> None:
 def _settings_class():
     annotations = {f.name: property_for(f) for f in fields(ConversionSettings)}
     annotations.update(
+        size_mode=EnumProperty(
+            name="Network Size", default='FIXED',
+            items=[('FIXED', "Fixed", "Layers and Hidden as set below"),
+                   ('TARGET_ERROR', "Target Error", "The smallest network of a ladder of sizes that "
+                    "reaches the target surface error (the paper's error-driven sizing)"),
+                   ('BUDGET', "Byte Budget", "The most accurate network whose stored numbers fit "
+                    "the budget (chooses size, storage precision and training recipe)")],
+            description="How the network's size is chosen"),
+        target_error=FloatProperty(
+            name="Target Error", default=0.003, min=1e-5, max=0.5, precision=4, step=0.01,
+            description="Surface error to reach (mean |f| on the surface, unit-sphere frame; the "
+                        "paper reports 0.003 for 93% of Thingi10K at 8 x 32)"),
+        budget_bytes=IntProperty(
+            name="Byte Budget", default=30_000, min=1_000, max=100_000_000,
+            description="Bytes the stored network may take (weights, biases, scales and transform)"),
         hide_source=BoolProperty(
             name="Hide Source", default=True,
             description="Hide each converted mesh afterwards (not deleted: Alt+H or the implicit's "

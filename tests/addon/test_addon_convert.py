@@ -320,3 +320,27 @@ def test_vertex_group_weights_are_the_importance(ni):
     assert "does not exist" in ni.bridge.importance_summary(src)[3]
     with pytest.raises(RuntimeError, match="vertex group 'missing' does not exist"):
         bpy.ops.object.neural_implicit_convert()
+
+
+def test_target_error_and_byte_budget_modes(ni):
+    """The Network Size modes reach core.sizing and core.budget and their records reach the object."""
+    bpy = ni.bpy
+    s = new_scene(bpy, epochs=3)
+    add_suzanne(bpy)
+    s.size_mode = 'TARGET_ERROR'
+    s.target_error = 0.5                          # reached by the first (smallest) size
+    assert bpy.ops.object.neural_implicit_convert() == {'FINISHED'}
+    implicit = ni.bridge.implicit_from_object(bpy.data.objects["Suzanne_implicit"])
+    sizing = implicit.metadata["sizing"]
+    assert sizing["reached"] and len(sizing["tried"]) == 1
+    assert (implicit.architecture.layers, implicit.architecture.hidden) == \
+        (sizing["tried"][0]["layers"], sizing["tried"][0]["hidden"])
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    s = new_scene(bpy)
+    add_suzanne(bpy)
+    s.size_mode = 'BUDGET'
+    s.budget_bytes = 6_000
+    assert bpy.ops.object.neural_implicit_convert() == {'FINISHED'}
+    implicit = ni.bridge.implicit_from_object(bpy.data.objects["Suzanne_implicit"])
+    assert implicit.weight_bytes <= 6_000 and implicit.metadata["budget"]["budget_bytes"] == 6_000
