@@ -113,17 +113,40 @@ def cmd_convert(args) -> int:
             weights = np.load(args.importance)
         except (OSError, ValueError) as e:
             raise InputError(f"{args.importance}: cannot read importance weights ({e})") from None
+    if args.target_error is not None and args.budget_bytes is not None:
+        raise InputError("--target-error and --budget-bytes choose the network size in two "
+                         "different ways: give one of them")
     mesh = load_mesh(args.mesh, vertex_weights=weights)
     bar = ProgressBar(not args.json and sys.stderr.isatty())
     try:
-        result = convert_mesh(mesh, settings, progress=bar)
+        if args.target_error is not None:
+            from .sizing import convert_to_target_error
+            result = convert_to_target_error(mesh, args.target_error, settings, progress=bar)
+        elif args.budget_bytes is not None:
+            from .budget import convert_to_budget
+            result = convert_to_budget(mesh, args.budget_bytes, settings, progress=bar)
+        else:
+            result = convert_mesh(mesh, settings, progress=bar)
     finally:
         bar.close()
     size = save(result.implicit, args.output)
     out = {"output": args.output, "bytes": size, **result.summary()}
-    _emit(args, out, [
+    a = result.implicit.architecture
+    lines = [
         f"wrote {args.output} ({size:,} bytes; weights {result.implicit.weight_bytes:,} bytes, "
-        f"{result.implicit.parameters:,} parameters)",
+        f"{result.implicit.parameters:,} parameters, {a.layers} x {a.hidden} "
+        f"{result.implicit.storage})"]
+    if "sizing" in result.implicit.metadata:
+        sz = result.implicit.metadata["sizing"]
+        out["sizing"] = sz
+        lines.append(f"target {sz['metric'].replace('_', ' ')} {sz['target']} "
+                     + ("reached" if sz["reached"] else "NOT reached (kept the most accurate size)")
+                     + " after trying " + ", ".join(f"{t['layers']}x{t['hidden']} ({t['error']:.5f})"
+                                                     for t in sz["tried"]))
+    if "budget" in result.implicit.metadata:
+        out["budget"] = result.implicit.metadata["budget"]
+        lines.append(f"budget {args.budget_bytes:,} bytes: used {result.implicit.weight_bytes:,}")
+    _emit(args, out, lines + [
         f"surface error {result.surface_error:.5f} (unit-sphere frame), final loss {result.final_loss:.5f}",
         f"time {result.seconds_total:.1f}s (sampling {result.seconds_sampling:.1f}s, "
         f"training {result.seconds_training:.1f}s on {result.device}), "
@@ -273,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("mesh")
     c.add_argument("-o", "--output", required=True, help="output .h5 file")
     c.add_argument("--importance", help=".npy file with one importance weight per vertex of the file")
+    c.add_argument("--target-error", type=float, metavar="E",
+                   help="error-driven sizing (paper A.2): the smallest network of a ladder of sizes "
+                        "whose surface error (unit-sphere frame) is at most E; overrides --layers "
+                        "and --hidden")
+    c.add_argument("--budget-bytes", type=int, metavar="N",
+                   help="budget mode: the most accurate network whose stored weights fit in N bytes "
+                        "(chooses architecture, storage and training recipe)")
     add_settings_arguments(c)
 
     c = command("info", "describe a neural implicit .h5 file", cmd_info)

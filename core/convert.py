@@ -70,14 +70,20 @@ def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Ge
                              importance_strength=settings.importance_strength,
                              progress=progress, cancel=cancel)
     if n_surface:
-        data = merge(data, surface_set(sd, n_surface, rng, settings.surface_sigma), rng)
+        data = merge(data, surface_set(sd, n_surface, rng, settings.surface_sigma,
+                                       settings.importance_strength), rng)
     return data
 
 
 def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progress=None,
-                 cancel=None) -> ConversionResult:
+                 cancel=None, refinements=None, data: SampleSet | None = None) -> ConversionResult:
     """Convert a validated mesh (core.mesh.Mesh, mesh frame) into an Implicit.
 
+    refinements : optional core.refine.Refinements (error-driven resampling, quantisation-aware
+        fine-tuning); None trains exactly the paper-style recipe of ``settings``.
+    data : optional training set already drawn by :func:`training_set` for this mesh in its network
+        frame (``mesh.normalization()``) with these settings; searches that train several networks
+        on one mesh (core.sizing, core.budget) pass it to sample once.
     Raises InputError for bad settings, Cancelled when ``cancel`` is set (nothing is returned then).
     """
     import torch
@@ -94,7 +100,12 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
     mesh_net = mesh.transformed(T)
     rng = np.random.default_rng(settings.seed)
 
-    data = training_set(mesh_net, settings, rng, progress, cancel)
+    if data is None:
+        data = training_set(mesh_net, settings, rng, progress, cancel)
+    if refinements is not None and refinements.validate().far_fraction:
+        from .refine import with_far_field
+        data = with_far_field(data, SignedDistance(mesh_net.V, mesh_net.F), refinements.far_fraction,
+                              np.random.default_rng([settings.seed, 2]))
     t_sampled = time.perf_counter()
     check(cancel)
 
@@ -104,7 +115,21 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
     Y = torch.from_numpy(data.sdf).to(device)[None]
     cfg = TrainConfig(epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
                       schedule=settings.schedule, patience=settings.patience)
-    result = train(model, P, Y, cfg, progress=progress, cancel=cancel, seed=settings.seed)
+    hook = None
+    if refinements is not None and refinements.validate().resample_every:
+        hook = _resampler(mesh_net, settings, refinements, data, device, progress, cancel)
+    result = train(model, P, Y, cfg, progress=progress, cancel=cancel, seed=settings.seed,
+                   on_epoch_end=hook)
+    if refinements is not None and refinements.qat_epochs and settings.dtype != "float32":
+        from .refine import fake_quantized
+        if hook is not None and hook.last is not None:
+            P, Y = hook.last
+        qcfg = TrainConfig(epochs=refinements.qat_epochs, lr=refinements.qat_lr,
+                           batch_size=settings.batch_size, schedule="cosine")
+        with fake_quantized(model, settings.dtype):
+            q = train(model, P, Y, qcfg, progress=progress, cancel=cancel, seed=settings.seed + 1)
+        result.history += q.history
+        result.final_loss = q.final_loss
     t_trained = time.perf_counter()
 
     implicit = with_storage(model.to_implicit(0, transform=T), settings.dtype)
@@ -123,6 +148,26 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
                      if k in data.stats},
         "software": f"neural-implicit core {__version__}",
     }
+    if refinements is not None and refinements.active:
+        implicit.metadata["refinements"] = refinements.to_dict()
+        if hook is not None:
+            implicit.metadata["resampling"] = hook.history[-8:]
     return ConversionResult(implicit, err, float(result.final_loss[0]), t_sampled - t0,
                             t_trained - t_sampled, total, result.epochs_run, result.device,
                             peak_memory_mb(), data.stats, result.history)
+
+
+def _resampler(mesh_net, settings, refinements, data, device, progress, cancel):
+    """An ErrorResampler with its own candidate pool (same distribution as the training set)."""
+    from .refine import ErrorResampler
+
+    pool_settings = settings.replace(samples=refinements.resample_pool,
+                                     pool=max(settings.pool, 2 * refinements.resample_pool))
+    rng = np.random.default_rng([settings.seed, 1])
+    report(progress, stage="sampling", fraction=0.0, message="candidates for resampling")
+    pool = training_set(mesh_net, pool_settings, rng, progress, cancel)
+    if refinements.far_fraction:
+        from .refine import with_far_field
+        pool = with_far_field(pool, SignedDistance(mesh_net.V, mesh_net.F), refinements.far_fraction,
+                              rng)
+    return ErrorResampler(data, pool, refinements, settings.epochs, rng, device)

@@ -19,6 +19,7 @@ import torch
 from .progress import CancelToken, ProgressCallback, check, report
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], dict]
+EpochHook = Callable[[int, torch.nn.Module], Optional[tuple]]
 
 #: Check the cancel token every this many gradient steps (about 0.1 s on a 2-core CPU at 8x32).
 CANCEL_EVERY_STEPS = 16
@@ -79,10 +80,15 @@ def _lr_factor(schedule: str, step: int, total: int) -> float:
 
 def train(model: torch.nn.Module, points: torch.Tensor, targets: torch.Tensor, config: TrainConfig,
           loss_fn: LossFn = l1_loss, progress: Optional[ProgressCallback] = None,
-          cancel: Optional[CancelToken] = None, seed: int = 0) -> TrainResult:
+          cancel: Optional[CancelToken] = None, seed: int = 0,
+          on_epoch_end: Optional[EpochHook] = None) -> TrainResult:
     """Fit ``model`` (a StackedMLP with K networks) to ``targets`` at ``points``.
 
     points : (K, n, 3) float32, targets : (K, n) float32, on the model's device.
+    on_epoch_end : optional ``hook(epoch, model)`` called after every epoch (epoch counts from 1);
+        it may return new ``(points, targets)`` of the same shapes to train on from the next epoch
+        (error-driven resampling, see core/refine.py), or None to keep the data. The learning-rate
+        schedule is not affected.
     Raises Cancelled (leaving the model half-trained; callers discard it) when ``cancel`` is set.
     """
     device = points.device
@@ -118,6 +124,10 @@ def train(model: torch.nn.Module, points: torch.Tensor, targets: torch.Tensor, c
         report(progress, stage="training", fraction=(epoch + 1) / config.epochs, elapsed=elapsed,
                eta=elapsed / (epoch + 1) * (config.epochs - epoch - 1), epoch=epoch + 1,
                epochs=config.epochs, loss=float(np.mean(epoch_loss)))
+        if on_epoch_end is not None and epoch + 1 < config.epochs:
+            replaced = on_epoch_end(epoch + 1, model)
+            if replaced is not None:
+                points, targets = replaced
         if config.patience:
             cur = float(np.mean(epoch_loss))
             if best is None or cur < best * (1 - config.min_improvement):

@@ -1,0 +1,95 @@
+"""Size sweep (paper Figure 1; issue 6, benchmark 3): accuracy, bytes, evaluation cost and conversion
+time over a grid of network shapes, everything else at the defaults.
+
+    .venv/bin/python bench/size_sweep.py [MESH...] [--layers 2 4 8 12] [--hidden 16 32 64 128]
+        [--json out.json] [--plot out.png] [--markdown]
+
+Default mesh: bunny.off. Each shape is converted in this process with ConversionSettings(layers,
+hidden, threads=1) and measured by core.baselines.measure_implicit. ``eval_us_per_point`` is numpy
+evaluation (the path used by remeshing, tracing and Blender), microseconds per point, best of three
+over 200,000 points. ``bytes`` is weight_bytes at the default float32 storage. Times are in-process
+and single-threaded; the load average at the start of each run is recorded next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from variants import OUT, format_table, log, run  # noqa: E402
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = sorted({r["layers"] for r in rows})
+    fig, ax = plt.subplots(1, 4, figsize=(14, 3.2), dpi=100)
+    for L in layers:
+        rs = sorted((r for r in rows if r["layers"] == L), key=lambda r: r["hidden"])
+        H = [r["hidden"] for r in rs]
+        for a, key in zip(ax, ("chamfer", "weight_bytes", "eval_us_per_point", "seconds")):
+            a.plot(H, [r[key] for r in rs], "o-", label=f"{L} layers")
+    titles = ("Chamfer L1 (256^3 mesh)", "bytes (float32)", "numpy evaluation, us / point",
+              "conversion seconds (1 thread)")
+    for a, t in zip(ax, titles):
+        a.set_xscale("log", base=2); a.set_yscale("log"); a.set_xlabel("hidden width"); a.set_title(t, fontsize=9)
+    ax[0].legend(fontsize=7)
+    d = next((r for r in rows if r["layers"] == 8 and r["hidden"] == 32), None)
+    if d:
+        for a, key in zip(ax, ("chamfer", "weight_bytes", "eval_us_per_point", "seconds")):
+            a.plot([32], [d[key]], "s", ms=10, mfc="none", mec="b")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+
+def table(rows, markdown=True):
+    head = ["mesh", "layers", "hidden", "parameters", "bytes", "surface error", "Chamfer", "Hausdorff",
+            "eval us/pt", "s/epoch", "seconds", "load"]
+    out = []
+    for r in rows:
+        cells = [r["mesh"], r["layers"], r["hidden"], f"{r['parameters']:,}", f"{r['weight_bytes']:,}",
+                 f"{r['surface_error']:.5f}", f"{r['chamfer']:.5f}", f"{r['hausdorff']:.4f}",
+                 f"{r['eval_us_per_point']:.2f}", f"{r['seconds_per_epoch']:.1f}", f"{r['seconds']:.0f}",
+                 f"{r['load_average']:.1f}"]
+        out.append(cells)
+    return format_table(head, out, markdown)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("meshes", nargs="*", default=["bunny.off"])
+    ap.add_argument("--layers", type=int, nargs="+", default=[2, 4, 8, 12])
+    ap.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64, 128])
+    ap.add_argument("--json"); ap.add_argument("--plot"); ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--log", default=os.path.join(OUT, "size_sweep.jsonl"))
+    args = ap.parse_args()
+
+    from core.settings import ConversionSettings
+
+    rows, cache = [], {}
+    for mesh in args.meshes:
+        for L in args.layers:
+            for H in args.hidden:
+                row, _ = run(mesh, ConversionSettings(layers=L, hidden=H, threads=1), heldout_cache=cache)
+                row.update(layers=L, hidden=H)
+                rows.append(row)
+                log(args.log, row)
+                print(f"# {mesh} {L}x{H}: CD {row['chamfer']:.5f} surface error {row['surface_error']:.5f} "
+                      f"{row['seconds']:.0f} s (load {row['load_average']:.1f})", file=sys.stderr, flush=True)
+    print(table(rows, args.markdown))
+    if args.plot:
+        plot(rows, args.plot)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()

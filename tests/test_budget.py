@@ -1,0 +1,167 @@
+"""Budget mode (core/budget.py) and its refinements (core/refine.py): the bytes fit, the network is
+as wide as fits, quantisation-aware training computes exactly what the file will hold."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core import budget
+from core.budget import architecture_bytes, convert_to_budget, plan, widest
+from core.cli import main
+from core.convert import convert_mesh
+from core.errors import InputError
+from core.implicit import Architecture
+from core.mesh import mesh_from_arrays
+from core.model import StackedMLP
+from core.quantize import with_storage
+from core.refine import ErrorResampler, Refinements, fake_quantized, with_far_field
+from core.sampling import SampleSet, SignedDistance
+from core.settings import ConversionSettings
+from helpers import icosphere
+
+FAST = ConversionSettings(pool=100_000, samples=20_000, batch_size=1024, threads=1)
+
+
+def sphere_mesh():
+    V, F = icosphere(3, 1.0)
+    return mesh_from_arrays(V, F, name="sphere")
+
+
+@pytest.mark.parametrize("storage", ["float32", "float16", "int8"])
+@pytest.mark.parametrize("arch", [Architecture(4, 16), Architecture(2, 7, "relu", 3),
+                                  Architecture(3, 10, "sine")])
+def test_architecture_bytes_equal_the_stored_size(arch, storage):
+    gen = torch.Generator().manual_seed(0)
+    imp = with_storage(StackedMLP(arch, 1, gen).to_implicit(0), storage)
+    assert architecture_bytes(arch, storage) == imp.weight_bytes
+
+
+@pytest.mark.parametrize("n", [900, 5_000, 30_000, 100_000])
+def test_plan_fits_and_is_the_widest(n):
+    a = plan(n)
+    assert architecture_bytes(a, budget.STORAGE) <= n
+    wider = Architecture(a.layers, a.hidden + 1, a.activation, a.encoding_frequencies)
+    assert architecture_bytes(wider, budget.STORAGE) > n
+    assert a.layers == budget.DEPTH
+
+
+def test_small_budgets_get_fewer_layers_then_an_error():
+    a = plan(300)
+    assert a.layers < budget.DEPTH and architecture_bytes(a, budget.STORAGE) <= 300
+    with pytest.raises(InputError, match="too small"):
+        plan(100)                    # the 128-byte transform alone does not fit
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InputError, match="budget"):
+            plan(bad)
+
+
+def test_widest_returns_none_when_nothing_fits():
+    assert widest(10, 4) is None
+
+
+def test_convert_to_budget_fits_and_records_the_choice():
+    r = convert_to_budget(sphere_mesh(), 4_000, FAST)
+    imp = r.implicit
+    assert imp.weight_bytes <= 4_000 and imp.storage == budget.STORAGE
+    meta = imp.metadata["budget"]
+    assert meta["budget_bytes"] == 4_000 and meta["weight_bytes"] == imp.weight_bytes
+    assert (meta["layers"], meta["hidden"]) == (imp.architecture.layers, imp.architecture.hidden)
+    assert imp.metadata["refinements"]["qat_epochs"] == budget.REFINEMENTS["qat_epochs"]
+    assert len(json.dumps(imp.metadata)) < 4_000          # metadata stays small
+    assert r.surface_error < 0.02
+
+
+def test_fake_quantized_forward_is_what_the_file_evaluates():
+    """Inside fake_quantized the torch model computes with exactly the weights with_storage keeps."""
+    gen = torch.Generator().manual_seed(3)
+    arch = Architecture(3, 24, "relu", 2)
+    model = StackedMLP(arch, 1, gen)
+    X = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (1, 500, 3)).astype(np.float32))
+    for storage in ("int8", "float16"):
+        with fake_quantized(model, storage):
+            f_fake = model(X)[0].detach().numpy()
+            f_fake.sum()                                             # gradients flow (straight-through)
+        imp = with_storage(model.to_implicit(0), storage)
+        assert np.allclose(imp.evaluate(X[0].numpy()), f_fake, atol=2e-5)
+    # on exit the float32 parameters are plain parameters again
+    assert all(type(p) is torch.nn.Parameter for p in model.parameters())
+    assert len(list(model.parameters())) == 2 * len(arch.layer_shapes())
+
+
+def test_straight_through_gradients_reach_the_float_weights():
+    gen = torch.Generator().manual_seed(0)
+    model = StackedMLP(Architecture(2, 8), 1, gen)
+    X = torch.rand(1, 64, 3)
+    with fake_quantized(model, "int8"):
+        model(X).sum().backward()
+        grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_quantisation_aware_fine_tuning_runs_and_is_recorded():
+    """(Its accuracy gain is measured on real meshes by bench/budget_levers.py.)"""
+    s = FAST.replace(layers=3, hidden=16, epochs=2, dtype="int8")
+    r = convert_mesh(sphere_mesh(), s, refinements=Refinements(qat_epochs=1))
+    assert r.implicit.metadata["refinements"]["qat_epochs"] == 1
+    assert len(r.history) == 3 and r.implicit.storage == "int8"
+
+
+def test_error_resampler_picks_where_the_network_errs():
+    rng = np.random.default_rng(0)
+    P = rng.uniform(-1, 1, (4000, 3)).astype(np.float32)
+    S = np.zeros(4000, np.float32)
+    S[:200] = 0.5                                         # the network (f = 0) is wrong only here
+    pool = SampleSet(P, S)
+    base = SampleSet(P[:1000].copy(), S[:1000].copy())
+
+    class Zero(torch.nn.Module):
+        def forward(self, X):
+            return torch.zeros(X.shape[:2])
+
+    r = ErrorResampler(base, pool, Refinements(resample_every=1, resample_start=0.0,
+                                               resample_share=0.5), 10, rng, torch.device("cpu"))
+    Pn, Sn = r(1, Zero())
+    assert Pn.shape == (1, 1000, 3) and Sn.shape == (1, 1000)
+    assert (Sn.numpy() == 0.5).sum() >= 500                # every new point comes from the bad region
+    assert r.history[0]["picked_error_mean"] == pytest.approx(0.5)
+
+
+def test_far_field_points_have_exact_signed_distances():
+    V, F = icosphere(3, 0.9)
+    sd = SignedDistance(V, F)
+    rng = np.random.default_rng(1)
+    data = SampleSet(np.zeros((1000, 3), np.float32), np.full(1000, -0.9, np.float32))
+    out = with_far_field(data, sd, 0.2, rng)
+    moved = np.any(out.points != 0, axis=1)
+    assert moved.sum() == 200 and out.stats["far_points"] == 200
+    r = np.linalg.norm(out.points[moved], axis=1)
+    assert np.allclose(out.sdf[moved], r - 0.9, atol=0.01)
+
+
+def test_refinements_are_validated():
+    with pytest.raises(InputError, match="far_fraction"):
+        Refinements(far_fraction=0.9).validate()
+    with pytest.raises(InputError, match="qat_epochs"):
+        Refinements(qat_epochs=-1).validate()
+
+
+def test_cli_budget_bytes_reports_weight_bytes(tmp_path, capsys):
+    from helpers import mesh_path
+    out = tmp_path / "b.h5"
+    code = main(["convert", mesh_path("decimated-knight.off"), "-o", str(out), "--json",
+                 "--budget-bytes", "3000", "--pool", "100000", "--samples", "10000",
+                 "--threads", "1"])
+    d = json.loads(capsys.readouterr().out)
+    assert code == 0 and d["weight_bytes"] <= 3000 and d["budget"]["budget_bytes"] == 3000
+    main(["info", str(out), "--json"])
+    info = json.loads(capsys.readouterr().out)
+    assert info["weight_bytes"] == d["weight_bytes"] and info["storage"] == "int8"
+
+
+def test_cli_rejects_budget_and_target_together(tmp_path, capsys):
+    from helpers import mesh_path
+    code = main(["convert", mesh_path("decimated-knight.off"), "-o", str(tmp_path / "x.h5"),
+                 "--json", "--budget-bytes", "3000", "--target-error", "0.01"])
+    assert code == 2 and "give one of them" in json.loads(capsys.readouterr().out)["error"]
