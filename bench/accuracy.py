@@ -23,22 +23,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
-SHARED_MESHES = os.path.normpath(os.path.join(ROOT, os.pardir, "shared", "meshes"))
-MESH_EXT = (".obj", ".off", ".ply", ".stl")
+
+from variants import mesh_paths  # noqa: E402
 
 PAPER_THRESHOLD = 0.003      # §3.3: 93 % of Thingi10K below it
 PAPER_SHARE = 0.93
 PAPER_WORST = 0.0097
-
-
-def collect(extra):
-    paths = []
-    for src in [SHARED_MESHES, *extra]:
-        if os.path.isdir(src):
-            paths += sorted(os.path.join(src, f) for f in os.listdir(src) if f.lower().endswith(MESH_EXT))
-        else:
-            paths.append(src)
-    return paths
 
 
 def run(path, seed):
@@ -112,7 +102,7 @@ def main():
     args = ap.parse_args()
 
     rows = []
-    for path in collect(args.extra):
+    for path in mesh_paths(["all", *args.extra]):
         try:
             rows.append(run(path, args.seed))
         except Exception as e:          # a mesh that fails is a result: report it, keep going

@@ -13,12 +13,11 @@ shows as a Chamfer/Hausdorff far above the surface error.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, format_table, log, run  # noqa: E402
+from variants import OUT, finish, format_table, log, run  # noqa: E402
 
 #: name -> (ConversionSettings changes, Refinements fields or None)
 VARIANTS = {
@@ -68,10 +67,7 @@ def main():
                 rows.append(row); log(args.log, row)
                 print(f"# {mesh} {H} {name}: CD {row['chamfer']:.5f} se {row['surface_error']:.5f}",
                       file=sys.stderr, flush=True)
-    print(table(rows, args.markdown))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1, default=float)
+    finish(rows, args, table)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ one thread, with the load average next to them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, format_table, log, run  # noqa: E402
+from variants import OUT, finish, format_table, log, run  # noqa: E402
 
 QAT = {"qat_epochs": 3, "qat_lr": 5e-4}
 FAR = {"far_fraction": 0.1}
@@ -85,10 +84,7 @@ def main():
             print(f"# {mesh} {name}: CD {row['chamfer']:.5f} HD {row['hausdorff']:.4f} "
                   f"{row['weight_bytes']} B {row['seconds']:.0f} s (load {row['load_average']:.1f})",
                   file=sys.stderr, flush=True)
-    print(table(rows, args.markdown))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1, default=float)
+    finish(rows, args, table)
 
 
 if __name__ == "__main__":

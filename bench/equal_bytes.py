@@ -39,15 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
-SHARED_MESHES = os.path.normpath(os.path.join(ROOT, os.pardir, "shared", "meshes"))
-MESH_EXT = (".obj", ".off", ".ply", ".stl")
 
-
-def mesh_paths(names):
-    if names == ["all"]:
-        return sorted(os.path.join(SHARED_MESHES, f) for f in os.listdir(SHARED_MESHES)
-                      if f.lower().endswith(MESH_EXT))
-    return [n if os.path.exists(n) else os.path.join(SHARED_MESHES, n) for n in names]
+from variants import mesh_paths  # noqa: E402
 
 
 def draco(path, budget):
@@ -214,6 +207,33 @@ def summary(rows):
     }
 
 
+def row_key(mesh, budget, args):
+    """What makes two rows the same measurement (the log's older rows have no seed: seed 0)."""
+    return (mesh, budget, args.seed, args.samples, args.default_net, not args.no_draco)
+
+
+def logged_rows(args):
+    """The latest row of --log for each measurement key."""
+    out = {}
+    if not os.path.exists(args.log):
+        return out
+    with open(args.log) as fh:
+        for line in fh:
+            r = json.loads(line)
+            ns = argparse.Namespace(seed=r.get("seed", 0), samples=r.get("samples"),
+                                    default_net="default_net" in r, no_draco="draco" not in r)
+            out[row_key(r["mesh"], r["budget"], ns)] = r
+    return out
+
+
+def needs_render(row, args):
+    """A reused row whose side-by-side image is asked for but missing must be measured again."""
+    if not args.renders or row["mesh"] not in (args.render_meshes or []):
+        return False
+    stem = os.path.splitext(row["mesh"])[0].replace(".", "_")
+    return not os.path.exists(os.path.join(args.renders, f"results-equal-bytes-{stem}.png"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("meshes", nargs="+", help="mesh files, names in ../shared/meshes, or 'all'")
@@ -231,12 +251,22 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samples", type=int, help="training samples (smoke tests only; default as settings)")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse rows of --log measured with the same mesh, budget, seed and options "
+                         "(an interrupted run continues where it stopped)")
     args = ap.parse_args()
 
     rows = []
     os.makedirs(os.path.dirname(os.path.abspath(args.log)), exist_ok=True)
+    done = logged_rows(args) if args.resume else {}
     for path, budget in [(p, b) for p in mesh_paths(args.meshes) for b in args.budget]:
+        row = done.get(row_key(os.path.basename(path), budget, args))
+        if row is not None and not needs_render(row, args):
+            print(f"# {row['mesh']} at {budget} B: reused from {args.log}", file=sys.stderr, flush=True)
+            rows.append(row)
+            continue
         row = compare(path, budget, args)
+        row.update(seed=args.seed, samples=args.samples)
         row["verdict"] = verdict(row)
         rows.append(row)
         with open(args.log, "a") as fh:

@@ -13,12 +13,11 @@ paper's threshold; "epochs to 110 %" the first within 10 % of the run's final su
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, format_table, first_epoch_below, log, run  # noqa: E402
+from variants import OUT, finish, format_table, first_epoch_below, log, run  # noqa: E402
 
 #: name -> ConversionSettings changes
 VARIANTS = {
@@ -81,12 +80,7 @@ def main():
             rows.append(row); log(args.log, row)
             print(f"# {mesh} {name}: surface error {row['surface_error']:.5f} CD {row['chamfer']:.5f}",
                   file=sys.stderr, flush=True)
-    print(table(rows, args.markdown))
-    if args.plot:
-        plot(rows, args.plot)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1, default=float)
+    finish(rows, args, table, plot)
 
 
 if __name__ == "__main__":

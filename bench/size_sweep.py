@@ -14,12 +14,11 @@ and single-threaded; the load average at the start of each run is recorded next 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, format_table, log, run  # noqa: E402
+from variants import OUT, finish, format_table, log, run  # noqa: E402
 
 
 def plot(rows, path):
@@ -83,12 +82,7 @@ def main():
                 log(args.log, row)
                 print(f"# {mesh} {L}x{H}: CD {row['chamfer']:.5f} surface error {row['surface_error']:.5f} "
                       f"{row['seconds']:.0f} s (load {row['load_average']:.1f})", file=sys.stderr, flush=True)
-    print(table(rows, args.markdown))
-    if args.plot:
-        plot(rows, args.plot)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1, default=float)
+    finish(rows, args, table, plot)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ Compare seconds only between rows measured at similar load.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, format_table, first_epoch_below, log, run  # noqa: E402
+from variants import OUT, finish, format_table, first_epoch_below, log, run  # noqa: E402
 
 VARIANTS = {
     "paper-like: constant 1e-3, batch 4096, 30 ep, no near-surface": {
@@ -69,10 +68,7 @@ def main():
             rows.append(row); log(args.log, row)
             print(f"# {mesh} {name}: se {row['surface_error']:.5f} to-target {row['seconds_to_target']}",
                   file=sys.stderr, flush=True)
-    print(table(rows, args.markdown))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1, default=float)
+    finish(rows, args, table)
 
 
 if __name__ == "__main__":

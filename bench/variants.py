@@ -25,8 +25,35 @@ OUT = os.path.join(HERE, "out")
 TRACK_POINTS = 20_000
 
 
+MESH_EXT = (".obj", ".off", ".ply", ".stl")
+
+
 def mesh_path(name: str) -> str:
     return name if os.path.exists(name) else os.path.join(SHARED_MESHES, name)
+
+
+def mesh_paths(names) -> list:
+    """Mesh files for command-line ``names``: files, names in ../shared/meshes, folders (every mesh
+    file in them) or ``all`` (every shared mesh)."""
+    paths = []
+    for n in names:
+        src = SHARED_MESHES if n == "all" else mesh_path(n)
+        if os.path.isdir(src):
+            paths += sorted(os.path.join(src, f) for f in os.listdir(src) if f.lower().endswith(MESH_EXT))
+        else:
+            paths.append(src)
+    return paths
+
+
+def finish(rows, args, table, plot=None, payload=None) -> None:
+    """Print the table of ``rows``; with ``args.plot`` draw ``plot(rows, path)``; with ``args.json``
+    write ``payload`` (default: the rows)."""
+    print(table(rows, args.markdown))
+    if plot is not None and getattr(args, "plot", None):
+        plot(rows, args.plot)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows if payload is None else payload, fh, indent=1, default=float)
 
 
 def log(path: str, row: dict) -> None:
