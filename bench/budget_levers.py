@@ -23,7 +23,7 @@ from variants import OUT, finish, format_table, log, run  # noqa: E402
 QAT = {"qat_epochs": 3, "qat_lr": 5e-4}
 FAR = {"far_fraction": 0.1}
 RESAMPLE = {"resample_every": 2, "resample_pool": 1_000_000}
-E20 = {"epochs": 20, "dtype": "int8"}
+E20 = {"epochs": 20, "dtype": "int8", "far_fraction": 0.0}
 
 #: name -> (ConversionSettings changes, Refinements fields or None); None settings = budget mode
 LEVERS = {
@@ -34,10 +34,10 @@ LEVERS = {
     "4x95 int8 + QAT": ({"layers": 4, "hidden": 95, **E20}, QAT),
     "2x165 int8 + QAT": ({"layers": 2, "hidden": 165, **E20}, QAT),
     "4x91 int8 PE4 + QAT": ({"layers": 4, "hidden": 91, "encoding_frequencies": 4, **E20}, QAT),
-    "4x91 int8 PE4 + far + QAT": ({"layers": 4, "hidden": 91, "encoding_frequencies": 4, **E20},
-                                  {**QAT, **FAR}),
-    "... + resampling, all candidates": ({"layers": 4, "hidden": 91, "encoding_frequencies": 4, **E20},
-                                         {**QAT, **FAR, **RESAMPLE}),
+    "4x91 int8 PE4 + far + QAT": ({"layers": 4, "hidden": 91, "encoding_frequencies": 4, **E20, **FAR},
+                                  QAT),
+    "... + resampling, all candidates": ({"layers": 4, "hidden": 91, "encoding_frequencies": 4, **E20, **FAR},
+                                         {**QAT, **RESAMPLE}),
     "budget mode (... resampling within 0.05 of the surface)": (None, None),
 }
 

@@ -20,14 +20,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from variants import OUT, finish, format_table, first_epoch_below, log, run  # noqa: E402
 
 #: name -> ConversionSettings changes
+PURE = {"surface_fraction": 0.0, "far_fraction": 0.0}
 VARIANTS = {
-    "uniform (beta 0)": {"beta": 0.0, "surface_fraction": 0.0},
+    "uniform (beta 0)": {"beta": 0.0, **PURE},
     "DeepSDF-style (90% N(surface, 0.025), 10% uniform)": {"beta": 0.0, "surface_fraction": 0.9,
-                                                          "surface_sigma": 0.025},
-    "importance beta 10": {"beta": 10.0, "surface_fraction": 0.0},
-    "importance beta 30 (paper)": {"beta": 30.0, "surface_fraction": 0.0},
-    "importance beta 100": {"beta": 100.0, "surface_fraction": 0.0},
-    "default: beta 30 + 25% N(surface, 0.01)": {},
+                                                          "surface_sigma": 0.025, "far_fraction": 0.0},
+    "importance beta 10": {"beta": 10.0, **PURE},
+    "importance beta 30 (paper)": {"beta": 30.0, **PURE},
+    "importance beta 100": {"beta": 100.0, **PURE},
+    "beta 30 + 25% N(surface, 0.01)": {"far_fraction": 0.0},
+    "default: beta 30 + 25% N(surface, 0.01) + 2% uniform": {},
 }
 
 
@@ -36,15 +38,17 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4), dpi=100)
-    for r in rows:
-        c = r["curve"]
-        ax[0].plot([p["epoch"] for p in c], [p["surface_error"] for p in c], label=r["variant"])
-        ax[1].plot([p["epoch"] for p in c], [p["heldout_loss"] for p in c], label=r["variant"])
-    ax[0].axhline(0.003, color="k", ls=":", lw=1)
-    for a, t in zip(ax, ("surface error (unit sphere)", "held-out loss, beta-30 samples")):
-        a.set_yscale("log"); a.set_xlabel("epoch"); a.set_title(t, fontsize=9)
-    ax[0].legend(fontsize=6)
+    meshes = list(dict.fromkeys(r["mesh"] for r in rows))
+    fig, axes = plt.subplots(len(meshes), 2, figsize=(10, 3.4 * len(meshes)), dpi=100, squeeze=False)
+    for ax, mesh in zip(axes, meshes):
+        for r in (r for r in rows if r["mesh"] == mesh):
+            c = r["curve"]
+            ax[0].plot([p["epoch"] for p in c], [p["surface_error"] for p in c], label=r["variant"])
+            ax[1].plot([p["epoch"] for p in c], [p["heldout_loss"] for p in c], label=r["variant"])
+        ax[0].axhline(0.003, color="k", ls=":", lw=1)
+        for a, t in zip(ax, ("surface error (unit sphere)", "held-out loss, beta-30 samples")):
+            a.set_yscale("log"); a.set_xlabel("epoch"); a.set_title(f"{mesh}: {t}", fontsize=9)
+        ax[0].legend(fontsize=6)
     fig.tight_layout(); fig.savefig(path); plt.close(fig)
 
 

@@ -20,7 +20,7 @@ from variants import OUT, finish, format_table, first_epoch_below, log, run  # n
 
 VARIANTS = {
     "paper-like: constant 1e-3, batch 4096, 30 ep, no near-surface": {
-        "schedule": "constant", "lr": 1e-3, "surface_fraction": 0.0},
+        "schedule": "constant", "lr": 1e-3, "surface_fraction": 0.0, "far_fraction": 0.0},
     "one-cycle 3e-3, batch 4096, 30 ep": {"lr": 3e-3},
     "one-cycle 0.015, batch 4096, 30 ep (default)": {},
     "one-cycle 0.015, batch 4096, 15 ep": {"epochs": 15},

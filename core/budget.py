@@ -36,19 +36,18 @@ STORAGE = "int8"
 DEPTH = 4
 
 #: Positional-encoding frequencies of budget-mode networks (0 = plain coordinates). With L = 4 the
-#: bunny's Chamfer distance halves at equal bytes; it needs the far-field samples of REFINEMENTS.
+#: bunny's Chamfer distance halves at equal bytes; it needs the far-field samples of RECIPE.
 ENCODING_FREQUENCIES = 4
 
 #: Narrowest network budget mode builds; below it the depth is reduced, down to one hidden layer.
 MIN_WIDTH = 8
 
 #: Training knobs of budget mode (ConversionSettings fields), applied over the caller's settings.
-RECIPE = {"epochs": 20, "lr": 0.015, "batch_size": 4096, "schedule": "onecycle"}
+RECIPE = {"epochs": 20, "lr": 0.015, "batch_size": 4096, "schedule": "onecycle", "far_fraction": 0.1}
 
-#: Refinements of budget mode (core.refine.Refinements fields): 10 % far-field samples, error-driven
-#: resampling of half the set every 2 epochs from 30 % on, among 1M candidates within 0.05 of the
+#: Refinements of budget mode (core.refine.Refinements fields): error-driven resampling of half the set every 2 epochs from 30 % on, among 1M candidates within 0.05 of the
 #: surface, then 3 epochs of quantisation-aware fine-tuning.
-REFINEMENTS = {"far_fraction": 0.1, "resample_every": 2, "resample_start": 0.3, "resample_share": 0.5,
+REFINEMENTS = {"resample_every": 2, "resample_start": 0.3, "resample_share": 0.5,
                "resample_pool": 1_000_000, "resample_power": 1.0, "resample_band": 0.05,
                "qat_epochs": 3, "qat_lr": 5e-4}
 

@@ -18,7 +18,7 @@ from .mesh import Mesh
 from .metrics import surface_error
 from .progress import check, report
 from .quantize import with_storage
-from .sampling import SampleSet, SignedDistance, importance_sample, merge, surface_set
+from .sampling import SampleSet, SignedDistance, far_set, importance_sample, merge, surface_set
 from .settings import ConversionSettings
 
 
@@ -62,16 +62,20 @@ def peak_memory_mb() -> float | None:
 def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Generator,
                  progress=None, cancel=None) -> SampleSet:
     """The training data for a mesh already in the network frame: importance samples, plus
-    ``surface_fraction`` of the set as near-surface points (exact signed distances)."""
+    ``surface_fraction`` of the set as near-surface points and ``far_fraction`` as uniform points
+    in the bounding ball (exact signed distances for all)."""
     sd = SignedDistance(mesh_net.V, mesh_net.F, mesh_net.vertex_weights)
     n_surface = int(round(settings.samples * settings.surface_fraction))
+    n_far = int(round(settings.samples * settings.far_fraction))
     data = importance_sample(sd, beta=settings.beta, pool=settings.pool,
-                             samples=settings.samples - n_surface, rng=rng,
+                             samples=settings.samples - n_surface - n_far, rng=rng,
                              importance_strength=settings.importance_strength,
                              progress=progress, cancel=cancel)
     if n_surface:
         data = merge(data, surface_set(sd, n_surface, rng, settings.surface_sigma,
                                        settings.importance_strength), rng)
+    if n_far:
+        data = merge(data, far_set(sd, n_far, rng), rng)
     return data
 
 
@@ -102,10 +106,6 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
 
     if data is None:
         data = training_set(mesh_net, settings, rng, progress, cancel)
-    if refinements is not None and refinements.validate().far_fraction:
-        from .refine import with_far_field
-        data = with_far_field(data, SignedDistance(mesh_net.V, mesh_net.F), refinements.far_fraction,
-                              np.random.default_rng([settings.seed, 2]))
     t_sampled = time.perf_counter()
     check(cancel)
 
@@ -166,8 +166,4 @@ def _resampler(mesh_net, settings, refinements, data, device, progress, cancel):
     rng = np.random.default_rng([settings.seed, 1])
     report(progress, stage="sampling", fraction=0.0, message="candidates for resampling")
     pool = training_set(mesh_net, pool_settings, rng, progress, cancel)
-    if refinements.far_fraction:
-        from .refine import with_far_field
-        pool = with_far_field(pool, SignedDistance(mesh_net.V, mesh_net.F), refinements.far_fraction,
-                              rng)
     return ErrorResampler(data, pool, refinements, settings.epochs, rng, device)

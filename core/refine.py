@@ -37,10 +37,6 @@ INT8_LEVELS = 127.0
 class Refinements:
     """Knobs of the refinements (all off by default: plain :func:`core.convert.convert_mesh`).
 
-    far_fraction : share of the training set drawn uniformly in the bounding ball instead (exact
-        signed distances): pins the sign of the field far from the surface, where importance
-        samples at beta 30 almost never land and a network with positional encoding otherwise
-        grows spurious surface
     resample_every : epochs between error-driven resamplings (0 = never)
     resample_start : first epoch that may resample, as a fraction of the epochs
     resample_share : share of the training set replaced at each resampling
@@ -52,7 +48,6 @@ class Refinements:
     qat_lr : peak learning rate of that fine-tuning (cosine decay)
     """
 
-    far_fraction: float = 0.0
     resample_every: int = 0
     resample_start: float = 0.3
     resample_share: float = 0.5
@@ -64,7 +59,6 @@ class Refinements:
 
     def validate(self) -> "Refinements":
         checks = [
-            ("far_fraction", 0.0 <= self.far_fraction <= 0.5),
             ("resample_every", 0 <= self.resample_every <= 10_000),
             ("resample_start", 0.0 <= self.resample_start <= 1.0),
             ("resample_share", 0.0 < self.resample_share <= 1.0),
@@ -81,26 +75,10 @@ class Refinements:
 
     @property
     def active(self) -> bool:
-        return self.resample_every > 0 or self.qat_epochs > 0 or self.far_fraction > 0
+        return self.resample_every > 0 or self.qat_epochs > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def with_far_field(data: SampleSet, sd, fraction: float, rng: np.random.Generator) -> SampleSet:
-    """``data`` with a random ``fraction`` of its points replaced by uniform points in the bounding
-    ball and their exact signed distances (``sd``: core.sampling.SignedDistance, network frame)."""
-    from .sampling import uniform_ball
-
-    n = int(round(len(data) * fraction))
-    if n == 0:
-        return data
-    X = uniform_ball(n, rng)
-    idx = rng.choice(len(data), n, replace=False)
-    P, S = data.points.copy(), data.sdf.copy()
-    P[idx] = X
-    S[idx] = sd.signed(X).astype(np.float32)
-    return SampleSet(P, S, {**data.stats, "far_points": n})
 
 
 class ErrorResampler:

@@ -329,6 +329,17 @@ def _surface_points(sd: SignedDistance, n: int, rng: np.random.Generator, streng
     return np.concatenate(kept)
 
 
+def far_set(sd: SignedDistance, n: int, rng: np.random.Generator) -> SampleSet:
+    """n points uniform in the bounding ball with exact signed distances.
+
+    Why: at beta 30 the importance weight of a point 0.3 from the surface is 1e-4, so almost no
+    training sample lands far from the shape and nothing stops the network from growing spurious
+    surface there (thin-walled trays, positional encoding). A few uniform samples pin the sign.
+    """
+    P = uniform_ball(n, rng)
+    return SampleSet(P, sd.signed(P).astype(np.float32), {"far_points": n})
+
+
 def merge(a: SampleSet, b: SampleSet, rng: np.random.Generator) -> SampleSet:
     """Concatenate two sample sets and shuffle them together."""
     P = np.concatenate([a.points, b.points])

@@ -39,7 +39,8 @@ INT_MAX = 2 ** 31 - 1
 
 #: UI names where the field name is not readable as is.
 LABELS = {"lr": "Learning Rate", "beta": "Beta", "dtype": "Storage", "encoding_frequencies": "Encoding",
-          "surface_fraction": "Surface Share", "importance_strength": "Strength"}
+          "surface_fraction": "Surface Share", "far_fraction": "Far Share",
+          "importance_strength": "Strength"}
 CHOICE_LABELS = {"relu": "ReLU", "sine": "Sine (SIREN)", "auto": "Auto", "cpu": "CPU", "cuda": "CUDA",
                  "onecycle": "One-Cycle", "cosine": "Cosine", "constant": "Constant",
                  "float32": "Float32", "float16": "Float16", "int8": "Int8"}

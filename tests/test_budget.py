@@ -16,8 +16,9 @@ from core.implicit import Architecture
 from core.mesh import mesh_from_arrays
 from core.model import StackedMLP
 from core.quantize import with_storage
-from core.refine import ErrorResampler, Refinements, fake_quantized, with_far_field
-from core.sampling import SampleSet, SignedDistance
+from core.convert import training_set
+from core.refine import ErrorResampler, Refinements, fake_quantized
+from core.sampling import SampleSet
 from core.settings import ConversionSettings
 from helpers import icosphere
 
@@ -128,21 +129,28 @@ def test_error_resampler_picks_where_the_network_errs():
     assert r.history[0]["picked_error_mean"] == pytest.approx(0.5)
 
 
-def test_far_field_points_have_exact_signed_distances():
-    V, F = icosphere(3, 0.9)
-    sd = SignedDistance(V, F)
-    rng = np.random.default_rng(1)
-    data = SampleSet(np.zeros((1000, 3), np.float32), np.full(1000, -0.9, np.float32))
-    out = with_far_field(data, sd, 0.2, rng)
-    moved = np.any(out.points != 0, axis=1)
-    assert moved.sum() == 200 and out.stats["far_points"] == 200
-    r = np.linalg.norm(out.points[moved], axis=1)
-    assert np.allclose(out.sdf[moved], r - 0.9, atol=0.01)
+def test_far_field_share_of_the_training_set_is_uniform_with_exact_distances():
+    """far_fraction puts that share of the samples uniformly in the ball: at beta 30 importance
+    samples almost never land beyond 0.3 of the surface, far samples do as often as volume says."""
+    V, F = icosphere(3, 0.5)
+    mesh = mesh_from_arrays(V, F)
+    s = FAST.replace(far_fraction=0.2, surface_fraction=0.1)
+    data = training_set(mesh, s, np.random.default_rng(1))
+    assert len(data) == s.samples and data.stats["far_points"] == 4000
+    r = np.linalg.norm(data.points, axis=1)
+    far = np.abs(r - 0.5) > 0.3                         # shell 0.8..1: 49 % of the ball's volume
+    assert 0.2 * 0.40 < far.mean() < 0.2 * 0.58
+    assert np.allclose(data.sdf[far], r[far] - 0.5, atol=0.01)
+    none = training_set(mesh, s.replace(far_fraction=0.0), np.random.default_rng(1))
+    assert (np.abs(np.linalg.norm(none.points, axis=1) - 0.5) > 0.3).mean() < 0.002
+
+
+def test_sampling_shares_are_validated():
+    with pytest.raises(InputError, match="surface_fraction \\+ far_fraction"):
+        FAST.replace(surface_fraction=0.9, far_fraction=0.1)
 
 
 def test_refinements_are_validated():
-    with pytest.raises(InputError, match="far_fraction"):
-        Refinements(far_fraction=0.9).validate()
     with pytest.raises(InputError, match="qat_epochs"):
         Refinements(qat_epochs=-1).validate()
 
