@@ -28,8 +28,9 @@ VARIANTS = {
     "importance beta 10": {"beta": 10.0, **PURE},
     "importance beta 30 (paper)": {"beta": 30.0, **PURE},
     "importance beta 100": {"beta": 100.0, **PURE},
-    "beta 30 + 25% N(surface, 0.01)": {"far_fraction": 0.0},
-    "default: beta 30 + 25% N(surface, 0.01) + 2% uniform": {},
+    "default: beta 30 + 25% N(surface, 0.01)": {"far_fraction": 0.0},
+    "default + 2% uniform (far_fraction 0.02)": {"far_fraction": 0.02},
+    "default + 10% uniform (far_fraction 0.1)": {"far_fraction": 0.1},
 }
 
 

@@ -15,7 +15,7 @@ from .quantize import STORAGES
 
 
 #: Default share of far-field samples (measured in docs/results.md, section 5).
-FAR_FRACTION_DEFAULT = 0.02
+FAR_FRACTION_DEFAULT = 0.0
 
 
 def _f(default, help, **limits):

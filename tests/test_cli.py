@@ -8,10 +8,8 @@ import pytest
 
 from helpers import PAPER_WEIGHTS, ROOT, mesh_path
 
-#: A 2-epoch 3 x 16 network: enough to test the plumbing. No far-field samples: at this size their
-#: large positive distances can lift the barely trained field above zero on the thin knight.
 SMALL = ["--layers", "3", "--hidden", "16", "--pool", "100000", "--samples", "20000", "--epochs", "2",
-         "--batch-size", "1024", "--threads", "1", "--far-fraction", "0"]
+         "--batch-size", "1024", "--threads", "1"]
 
 
 def run(*args):
