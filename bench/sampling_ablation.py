@@ -71,12 +71,18 @@ def main():
     ap.add_argument("meshes", nargs="*", default=["bunny.off"])
     ap.add_argument("--json"); ap.add_argument("--plot"); ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--log", default=os.path.join(OUT, "sampling_ablation.jsonl"))
+    ap.add_argument("--variants", nargs="*", help="names of VARIANTS to run (default all)")
     args = ap.parse_args()
+    unknown = set(args.variants or []) - set(VARIANTS)
+    if unknown:
+        ap.error(f"unknown variants: {', '.join(sorted(unknown))}")
     from core.settings import ConversionSettings
 
     rows, cache = [], {}
     for mesh in args.meshes:
         for name, changes in VARIANTS.items():
+            if args.variants and name not in args.variants:
+                continue
             row, _ = run(mesh, ConversionSettings(threads=1).replace(**changes), track=True, heldout_cache=cache)
             row["variant"] = name
             final = row["curve"][-1]["surface_error"]
