@@ -175,6 +175,42 @@ def headline(out):
     return "\n".join(lines)
 
 
+def core_targets(out):
+    """Issue 2's targets from bench/convert.py: bunny end to end, and ours against the paper's networks."""
+    parts = []
+    rows = []
+    for name, label in (("convert_bunny_threads_all.json", "all (2, the default)"),
+                        ("convert_bunny_threads1.json", "1 (--threads 1)")):
+        try:
+            b = next(r for r in _load(out, name) if r["mesh"] == "bunny.off")
+        except (FileNotFoundError, StopIteration):
+            continue
+        rows.append([label, f"{b['seconds_total']:.1f}", f"{b['seconds_sampling']:.1f}",
+                     f"{b['seconds_training']:.1f}", f"{b['peak_memory_mb']:.0f}", f"{b['remesh_seconds']:.2f}",
+                     f"{b['remesh_saving']:.0f}x", f"{b['surface_error']:.5f}", f"{b['bytes']:,}"])
+    if rows:
+        parts.append(format_table(["threads", "total s", "sampling s", "training s", "peak MB",
+                                   "remesh 256³ s", "evaluations saved", "surface error", "file bytes"], rows))
+    paper_dir = os.path.join(ROOT, os.pardir, "shared", "paper-weights")
+    try:
+        prow = [r for r in _load(out, "convert_paper_meshes.json") if "paper_surface_error" in r]
+    except FileNotFoundError:
+        prow = []
+    if prow:
+        cells = []
+        for r in prow:
+            pf = os.path.join(paper_dir, os.path.splitext(r["mesh"])[0] + "_sf.h5")
+            psize = os.path.getsize(pf) if os.path.exists(pf) else 0
+            cells.append([r["mesh"], f"{r['surface_error']:.5f}", f"{r['paper_surface_error']:.5f}",
+                          "ours" if r["surface_error"] < r["paper_surface_error"] else "**paper**",
+                          f"{r['bytes']:,}", f"{psize:,}", f"{r['seconds_total']:.0f}"])
+        parts.append(format_table(["mesh", "ours: surface error", "paper's network", "lower",
+                                   "our file bytes", "paper's file bytes", "our seconds (1 thread)"], cells))
+    if not parts:
+        raise FileNotFoundError("no bench/convert.py output")
+    return "\n\n".join(parts)
+
+
 def extraction(out):
     with open(os.path.join(out, "extraction.md")) as fh:
         return fh.read().strip()
@@ -190,6 +226,7 @@ GENERATORS = {
     "activations": _simple("activations", "activations.json"),
     "speedups": _simple("speedups", "speedups.json"),
     "sizing": sizing, "extraction": extraction, "headline": headline,
+    "core_targets": core_targets,
 }
 
 
