@@ -14,8 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import __version__
-from .convert import ConversionResult, peak_memory_mb, training_set
+from .convert import ConversionResult, conversion_metadata, peak_memory_mb, training_set
 from .implicit import Implicit
 from .mesh import Mesh
 from .metrics import surface_error
@@ -77,19 +76,10 @@ def finish_shape(prepared: PreparedShape, trained: TrainedShape,
                             settings.dtype)
     err = surface_error(implicit, mesh)
     total = prepared.seconds_sampling + trained.seconds + (time.perf_counter() - t0)
-    implicit.metadata = {
-        "source": mesh.name, "content_hash": mesh.content_hash,
-        "mesh": {"vertices": int(len(mesh.V)), "faces": int(len(mesh.F))},
-        "settings": settings.to_dict(),
-        "final_loss": float(trained.final_loss), "surface_error": err,
-        "epochs_run": trained.epochs_run, "stopped_early": trained.stopped_early,
-        "device": trained.device,
-        "timings": {"sampling": prepared.seconds_sampling, "training": trained.seconds,
-                    "total": total},
-        "sampling": {k: prepared.sampling_stats[k] for k in ("exact_distance_queries", "unique_points")
-                     if k in prepared.sampling_stats},
-        "software": f"neural-implicit core {__version__}",
-    }
+    implicit.metadata = conversion_metadata(
+        mesh, settings, float(trained.final_loss), err, trained.epochs_run, trained.stopped_early,
+        trained.device, {"sampling": prepared.seconds_sampling, "training": trained.seconds,
+                         "total": total}, prepared.sampling_stats)
     return ConversionResult(implicit, err, float(trained.final_loss), prepared.seconds_sampling,
                             trained.seconds, total, trained.epochs_run, trained.device,
                             peak_memory_mb(), prepared.sampling_stats, trained.history)

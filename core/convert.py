@@ -79,6 +79,24 @@ def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Ge
     return data
 
 
+def conversion_metadata(mesh: Mesh, settings: ConversionSettings, final_loss: float, err: float,
+                        epochs_run: int, stopped_early: bool, device: str, timings: dict,
+                        sampling_stats: dict) -> dict:
+    """The metadata every conversion writes into its file (docs/file-format.md), in one place so a
+    shape converted alone and one converted in a stack (core.batch_steps) record the same."""
+    return {
+        "source": mesh.name, "content_hash": mesh.content_hash,
+        "mesh": {"vertices": int(len(mesh.V)), "faces": int(len(mesh.F))},
+        "settings": settings.to_dict(),
+        "final_loss": float(final_loss), "surface_error": err,
+        "epochs_run": epochs_run, "stopped_early": stopped_early, "device": device,
+        "timings": timings,
+        "sampling": {k: sampling_stats[k] for k in ("exact_distance_queries", "unique_points")
+                     if k in sampling_stats},
+        "software": f"neural-implicit core {__version__}",
+    }
+
+
 def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progress=None,
                  cancel=None, refinements=None, data: SampleSet | None = None) -> ConversionResult:
     """Convert a validated mesh (core.mesh.Mesh, mesh frame) into an Implicit.
@@ -136,18 +154,10 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
     report(progress, stage="measuring", fraction=0.0, message="surface error")
     err = surface_error(implicit, mesh)
     total = time.perf_counter() - t0
-    implicit.metadata = {
-        "source": mesh.name, "content_hash": mesh.content_hash,
-        "mesh": {"vertices": int(len(mesh.V)), "faces": int(len(mesh.F))},
-        "settings": settings.to_dict(),
-        "final_loss": float(result.final_loss[0]), "surface_error": err,
-        "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-        "device": result.device,
-        "timings": {"sampling": t_sampled - t0, "training": t_trained - t_sampled, "total": total},
-        "sampling": {k: data.stats[k] for k in ("exact_distance_queries", "unique_points")
-                     if k in data.stats},
-        "software": f"neural-implicit core {__version__}",
-    }
+    implicit.metadata = conversion_metadata(
+        mesh, settings, float(result.final_loss[0]), err, result.epochs_run, result.stopped_early,
+        result.device, {"sampling": t_sampled - t0, "training": t_trained - t_sampled, "total": total},
+        data.stats)
     if refinements is not None and refinements.active:
         implicit.metadata["refinements"] = refinements.to_dict()
         if hook is not None:
