@@ -18,7 +18,8 @@ from .mesh import Mesh
 from .metrics import surface_error
 from .progress import check, report
 from .quantize import with_storage
-from .sampling import SampleSet, SignedDistance, far_set, importance_sample, merge, surface_set
+from .sampling import (SampleSet, SignedDistance, importance_sample, merge, surface_set,
+                       with_far_field)
 from .settings import ConversionSettings
 
 
@@ -60,22 +61,24 @@ def peak_memory_mb() -> float | None:
 
 
 def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Generator,
-                 progress=None, cancel=None) -> SampleSet:
+                 progress=None, cancel=None, far_rng: np.random.Generator | None = None) -> SampleSet:
     """The training data for a mesh already in the network frame: importance samples, plus
-    ``surface_fraction`` of the set as near-surface points and ``far_fraction`` as uniform points
-    in the bounding ball (exact signed distances for all)."""
+    ``surface_fraction`` of the set as near-surface points; then ``far_fraction`` of the set is
+    replaced by uniform points in the bounding ball (exact signed distances for all), drawn with
+    ``far_rng`` (default: its own generator from ``settings.seed``, so the rest of the set is the
+    same with and without far points)."""
     sd = SignedDistance(mesh_net.V, mesh_net.F, mesh_net.vertex_weights)
     n_surface = int(round(settings.samples * settings.surface_fraction))
-    n_far = int(round(settings.samples * settings.far_fraction))
     data = importance_sample(sd, beta=settings.beta, pool=settings.pool,
-                             samples=settings.samples - n_surface - n_far, rng=rng,
+                             samples=settings.samples - n_surface, rng=rng,
                              importance_strength=settings.importance_strength,
                              progress=progress, cancel=cancel)
     if n_surface:
         data = merge(data, surface_set(sd, n_surface, rng, settings.surface_sigma,
                                        settings.importance_strength), rng)
-    if n_far:
-        data = merge(data, far_set(sd, n_far, rng), rng)
+    if settings.far_fraction:
+        data = with_far_field(data, sd, settings.far_fraction,
+                              far_rng if far_rng is not None else np.random.default_rng([settings.seed, 2]))
     return data
 
 
@@ -175,5 +178,5 @@ def _resampler(mesh_net, settings, refinements, data, device, progress, cancel):
                                      pool=max(settings.pool, 2 * refinements.resample_pool))
     rng = np.random.default_rng([settings.seed, 1])
     report(progress, stage="sampling", fraction=0.0, message="candidates for resampling")
-    pool = training_set(mesh_net, pool_settings, rng, progress, cancel)
+    pool = training_set(mesh_net, pool_settings, rng, progress, cancel, far_rng=rng)
     return ErrorResampler(data, pool, refinements, settings.epochs, rng, device)

@@ -329,15 +329,24 @@ def _surface_points(sd: SignedDistance, n: int, rng: np.random.Generator, streng
     return np.concatenate(kept)
 
 
-def far_set(sd: SignedDistance, n: int, rng: np.random.Generator) -> SampleSet:
-    """n points uniform in the bounding ball with exact signed distances.
+def with_far_field(data: SampleSet, sd: SignedDistance, fraction: float,
+                   rng: np.random.Generator) -> SampleSet:
+    """``data`` with a random ``fraction`` of its points replaced by points uniform in the bounding
+    ball, with exact signed distances.
 
     Why: at beta 30 the importance weight of a point 0.3 from the surface is 1e-4, so almost no
     training sample lands far from the shape and nothing stops the network from growing spurious
-    surface there (thin-walled trays, positional encoding). A few uniform samples pin the sign.
+    surface there (positional encoding especially). A few uniform samples pin the sign.
     """
-    P = uniform_ball(n, rng)
-    return SampleSet(P, sd.signed(P).astype(np.float32), {"far_points": n})
+    n = int(round(len(data) * fraction))
+    if n == 0:
+        return data
+    X = uniform_ball(n, rng)
+    idx = rng.choice(len(data), n, replace=False)
+    P, S = data.points.copy(), data.sdf.copy()
+    P[idx] = X
+    S[idx] = sd.signed(X).astype(np.float32)
+    return SampleSet(P, S, {**data.stats, "far_points": n})
 
 
 def merge(a: SampleSet, b: SampleSet, rng: np.random.Generator) -> SampleSet:

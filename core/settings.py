@@ -40,9 +40,9 @@ class ConversionSettings:
     surface_fraction: float = _f(0.25, "share of the training set drawn near the surface instead "
                                       "(surface points moved by a Gaussian of surface_sigma)",
                                  min=0.0, max=0.9)
-    far_fraction: float = _f(FAR_FRACTION_DEFAULT, "share of the training set drawn uniformly in the "
-                                                   "bounding sphere instead: keeps the sign right far "
-                                                   "from the surface, where importance samples are rare",
+    far_fraction: float = _f(FAR_FRACTION_DEFAULT, "share of the training set replaced by points drawn "
+                                                   "uniformly in the bounding sphere: keeps the sign right "
+                                                   "far from the surface, where importance samples are rare",
                              min=0.0, max=0.5)
     surface_sigma: float = _f(0.01, "standard deviation of the near-surface samples, network units",
                               min=0.0, max=0.5)
@@ -76,9 +76,6 @@ class ConversionSettings:
                 raise InputError(f"{f.name} must be one of {', '.join(m['choices'])}, got {v!r}")
             if "min" in m and not (m["min"] <= v <= m["max"]):
                 raise InputError(f"{f.name} must be in {m['min']}..{m['max']}, got {v!r}")
-        if self.surface_fraction + self.far_fraction > 0.95:
-            raise InputError(f"surface_fraction + far_fraction must leave at least 5 % of the samples "
-                             f"to importance sampling, got {self.surface_fraction} + {self.far_fraction}")
         return self
 
     @property
