@@ -43,7 +43,7 @@ def run(path, seed):
     r = convert_mesh(mesh, ConversionSettings(threads=1, seed=seed))
     seconds = time.perf_counter() - t
     m = measure_implicit(r.implicit, mesh)
-    return {"mesh": os.path.basename(path), "faces": int(len(mesh.F)), "final_loss": r.final_loss,
+    return {"mesh": os.path.basename(path), "source_faces": int(len(mesh.F)), "final_loss": r.final_loss,
             "seconds": seconds, "seconds_sampling": r.seconds_sampling,
             "seconds_training": r.seconds_training,
             "seconds_per_epoch": r.seconds_training / max(r.epochs_run, 1), "load_average": load, **m}
@@ -80,7 +80,7 @@ def plot(rows, path):
 def table(rows, markdown=True):
     from variants import format_table
 
-    head = ["mesh", "faces", "surface error", "final loss", "Chamfer", "Hausdorff", "p99", "seconds", "load"]
+    head = ["mesh", "faces of the 256³ mesh", "surface error", "final loss", "Chamfer", "Hausdorff", "p99", "seconds", "load"]
     out = []
     for r in rows:
         if "error" in r:
