@@ -38,8 +38,9 @@ def table(rows, markdown=True):
             "surface error", "Chamfer", "Hausdorff", "load"]
     out = []
     for r in rows:
-        st = f"{r['seconds_to_target']:.0f}" if r["seconds_to_target"] is not None else "never"
-        cells = [r["mesh"], r["variant"], st, r["epochs_to_target"] or "-", f"{r['seconds_training']:.0f}",
+        epochs, seconds = first_epoch_below(r["curve"], "surface_error", r["target"])
+        st = f"{seconds:.0f}" if seconds is not None else "never"
+        cells = [r["mesh"], r["variant"], st, epochs or "-", f"{r['seconds_training']:.0f}",
                  f"{r['seconds_per_epoch']:.1f}", f"{r['surface_error']:.5f}", f"{r['chamfer']:.5f}",
                  f"{r['hausdorff']:.4f}", f"{r['load_average']:.1f}"]
         out.append(cells)

@@ -159,11 +159,16 @@ def _tracked(mesh, settings, heldout):
 
 
 def first_epoch_below(curve, key: str, threshold: float):
-    """(epoch, seconds) when ``key`` first fell below ``threshold``, or (None, None)."""
-    for c in curve:
-        if c[key] <= threshold:
-            return c["epoch"], c["seconds"]
-    return None, None
+    """(epoch, seconds) from which ``key`` stays at or below ``threshold`` to the end, or (None, None).
+
+    "Stays", not "first falls": early in training a field that is nearly zero everywhere has a tiny
+    surface error, so the first dip below a threshold can be an artefact of a flat field."""
+    hit = (None, None)
+    for c in reversed(curve):
+        if c[key] > threshold:
+            break
+        hit = (c["epoch"], c["seconds"])
+    return hit
 
 
 def format_table(head, rows, markdown: bool = True) -> str:
