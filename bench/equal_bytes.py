@@ -291,6 +291,7 @@ def plot_curve(rows, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     meshes = sorted({r["mesh"] for r in rows})
     fig, axes = plt.subplots(len(meshes), 2, figsize=(9, 3.2 * len(meshes)), dpi=100, squeeze=False)
@@ -304,8 +305,11 @@ def plot_curve(rows, path):
                 b, c, h = zip(*pts)
                 ax[0].plot(b, c, style, label=label)
                 ax[1].plot(b, h, style, label=label)
+        budgets = sorted({r["budget"] for r in rs})
         for a, t in zip(ax, ("Chamfer L1", "Hausdorff")):
             a.set_xscale("log"); a.set_yscale("log"); a.set_xlabel("stored bytes")
+            a.set_xticks(budgets, [f"{b // 1000}k" for b in budgets])
+            a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             a.set_title(f"{mesh}: {t} (unit sphere)", fontsize=9)
         ax[0].legend(fontsize=7)
     fig.tight_layout(); fig.savefig(path); plt.close(fig)
