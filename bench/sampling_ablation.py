@@ -40,7 +40,7 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
 
     meshes = list(dict.fromkeys(r["mesh"] for r in rows))
-    fig, axes = plt.subplots(len(meshes), 2, figsize=(10, 3.4 * len(meshes)), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(len(meshes), 2, figsize=(10, 3.4 * len(meshes) + 1.0), dpi=100, squeeze=False)
     for ax, mesh in zip(axes, meshes):
         for r in (r for r in rows if r["mesh"] == mesh):
             c = r["curve"]
@@ -49,8 +49,10 @@ def plot(rows, path):
         ax[0].axhline(0.003, color="k", ls=":", lw=1)
         for a, t in zip(ax, ("surface error (unit sphere)", "held-out loss, beta-30 samples")):
             a.set_yscale("log"); a.set_xlabel("epoch"); a.set_title(f"{mesh}: {t}", fontsize=9)
-        ax[0].legend(fontsize=6)
-    fig.tight_layout(); fig.savefig(path); plt.close(fig)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 1.0 / (3.4 * len(meshes) + 1.0), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.savefig(path); plt.close(fig)
 
 
 
