@@ -14,6 +14,7 @@ and single-threaded; the load average at the start of each run is recorded next 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -54,7 +55,9 @@ def table(rows, markdown=True):
     out = []
     for r in rows:
         cells = [r["mesh"], r["layers"], r["hidden"], f"{r['parameters']:,}", f"{r['weight_bytes']:,}",
-                 f"{r['surface_error']:.5f}", f"{r['chamfer']:.5f}", f"{r['hausdorff']:.4f}",
+                 f"{r['surface_error']:.5f}",
+                 *(["no surface (collapsed)"] * 2 if r.get("no_surface") else
+                   [f"{r['chamfer']:.5f}", f"{r['hausdorff']:.4f}"]),
                  f"{r['eval_us_per_point']:.2f}", f"{r['seconds_per_epoch']:.1f}", f"{r['seconds']:.0f}",
                  f"{r['load_average']:.1f}"]
         out.append(cells)
@@ -68,14 +71,25 @@ def main():
     ap.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64, 128])
     ap.add_argument("--json"); ap.add_argument("--plot"); ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--log", default=os.path.join(OUT, "size_sweep.jsonl"))
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse rows of --log for the same mesh and shape (an interrupted run continues)")
     args = ap.parse_args()
 
     from core.settings import ConversionSettings
 
+    done = {}
+    if args.resume and os.path.exists(args.log):
+        with open(args.log) as fh:
+            for line in fh:
+                r = json.loads(line)
+                done[(r["mesh"], r["layers"], r["hidden"])] = r
     rows, cache = [], {}
     for mesh in args.meshes:
         for L in args.layers:
             for H in args.hidden:
+                if (os.path.basename(mesh), L, H) in done:
+                    rows.append(done[(os.path.basename(mesh), L, H)])
+                    continue
                 row, _ = run(mesh, ConversionSettings(layers=L, hidden=H, threads=1), heldout_cache=cache)
                 row.update(layers=L, hidden=H)
                 rows.append(row)

@@ -73,6 +73,9 @@ def evaluation_cost(implicit, n: int = 200_000, repeats: int = 3) -> float:
     return best / n * 1e6
 
 
+from core.errors import InputError  # noqa: E402
+
+
 def run(mesh_name: str, settings, refinements=None, track: bool = False, heldout_cache=None) -> dict:
     """Convert ``mesh_name`` with ``settings`` (and core.refine.Refinements) and measure it.
 
@@ -107,7 +110,14 @@ def run(mesh_name: str, settings, refinements=None, track: bool = False, heldout
                 "epochs_run": r.epochs_run, "final_loss": r.final_loss}
     info["seconds"] = time.perf_counter() - t0
     info["seconds_per_epoch"] = info["seconds_training"] / max(info["epochs_run"], 1)
-    m = measure_implicit(implicit, mesh, heldout=heldout)
+    try:
+        m = measure_implicit(implicit, mesh, heldout=heldout)
+    except InputError as e:       # e.g. a collapsed network with no surface: a result, not a crash
+        from core.metrics import surface_error
+        m = {"no_surface": str(e), "surface_error": surface_error(implicit, mesh),
+             "chamfer": float("nan"), "hausdorff": float("nan"), "p99": float("nan"),
+             "heldout_loss": float(np.abs(implicit.evaluate(heldout[0]) - heldout[1]).mean()),
+             "grad_median": float("nan"), "weight_bytes": int(implicit.weight_bytes)}
     return {"mesh": os.path.basename(mesh_name), "parameters": implicit.parameters,
             "storage": implicit.storage, "load_average": load, **info, **m,
             "eval_us_per_point": evaluation_cost(implicit)}, implicit
