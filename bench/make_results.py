@@ -179,8 +179,8 @@ def core_targets(out):
     """Issue 2's targets from bench/convert.py: bunny end to end, and ours against the paper's networks."""
     parts = []
     rows = []
-    for name, label in (("convert_bunny_threads_all.json", "all (2, the default)"),
-                        ("convert_bunny_threads1.json", "1 (--threads 1)")):
+    for name, label in (("convert_bunny_threads_all.json", "2 (--threads 2)"),
+                        ("convert_bunny_threads1.json", "1 (the default on 2 cores: all but one)")):
         try:
             b = next(r for r in _load(out, name) if r["mesh"] == "bunny.off")
         except (FileNotFoundError, StopIteration):

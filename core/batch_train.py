@@ -39,7 +39,8 @@ from .mesh import Mesh
 from .model import StackedMLP
 from .progress import CancelToken, ProgressCallback, check, report
 from .settings import ConversionSettings
-from .train import CANCEL_EVERY_STEPS, LossFn, TrainConfig, _lr_factor, l1_loss, pick_device
+from .train import (CANCEL_EVERY_STEPS, LossFn, TrainConfig, _lr_factor, l1_loss, pick_device,
+                    use_threads)
 
 
 # ----------------------------------------------------------------------------- optimizer
@@ -254,8 +255,7 @@ def convert_many(meshes: list[Mesh], settings: ConversionSettings | None = None,
     settings = (settings or ConversionSettings()).validate()
     meshes = list(meshes)
     device = pick_device(settings.device)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    use_threads(settings.threads)
     trainer = BatchTrainer(settings.architecture, train_config(settings), shapes_per_batch, device)
     prepared: dict[int, PreparedShape] = {}
     results: list[Optional[ConversionResult]] = [None] * len(meshes)

@@ -114,13 +114,12 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
     import torch
 
     from .model import StackedMLP
-    from .train import TrainConfig, pick_device, train
+    from .train import TrainConfig, pick_device, train, use_threads
 
     settings = (settings or ConversionSettings()).validate()
     t0 = time.perf_counter()
     device = pick_device(settings.device)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    use_threads(settings.threads)
     T = mesh.normalization()
     mesh_net = mesh.transformed(T)
     rng = np.random.default_rng(settings.seed)

@@ -56,7 +56,7 @@ class ConversionSettings:
     patience: int = _f(0, "stop after this many epochs without improvement (0 = never early-stop)",
                        min=0, max=10_000)
     device: str = _f("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
-    threads: int = _f(0, "CPU threads for torch (0 = all cores)", min=0, max=1024)
+    threads: int = _f(0, "CPU threads for torch (0 = all cores but one)", min=0, max=1024)
     seed: int = _f(0, "random seed: same seed, same samples and weights on one machine", min=0,
                    max=2 ** 32 - 1)
     # storage
