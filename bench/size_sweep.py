@@ -64,6 +64,27 @@ def table(rows, markdown=True):
     return format_table(head, out, markdown)
 
 
+def remeasure_eval(args):
+    """Re-time ``eval_us_per_point`` of every row of ``args.json`` with nothing else running."""
+    import numpy as np
+
+    from core.implicit import Architecture, Implicit
+    from variants import evaluation_cost
+
+    with open(args.json) as fh:
+        rows = json.load(fh)
+    rng = np.random.default_rng(0)
+    for r in rows:
+        arch = Architecture(r["layers"], r["hidden"])
+        shapes = arch.layer_shapes()
+        imp = Implicit(arch, [rng.standard_normal(s) / np.sqrt(s[1]) for s in shapes],
+                       [np.zeros(s[0]) for s in shapes], np.eye(4))
+        r["eval_us_per_point"] = evaluation_cost(imp, repeats=5)
+        r["eval_load_average"] = os.getloadavg()[0]
+        print(f"# {r['layers']}x{r['hidden']}: {r['eval_us_per_point']:.2f} us/point", file=sys.stderr)
+    finish(rows, args, table, plot)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("meshes", nargs="*", default=["bunny.off"])
@@ -71,12 +92,18 @@ def main():
     ap.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64, 128])
     ap.add_argument("--json"); ap.add_argument("--plot"); ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--log", default=os.path.join(OUT, "size_sweep.jsonl"))
+    ap.add_argument("--remeasure-eval", action="store_true",
+                    help="only re-time numpy evaluation for the rows of --json (on random weights of each "
+                         "shape: the cost does not depend on the values) and rewrite it; for a quiet machine")
     ap.add_argument("--resume", action="store_true",
                     help="reuse rows of --log for the same mesh and shape (an interrupted run continues)")
     args = ap.parse_args()
 
     from core.settings import ConversionSettings
 
+    if args.remeasure_eval:
+        remeasure_eval(args)
+        return
     done = {}
     if args.resume and os.path.exists(args.log):
         with open(args.log) as fh:
