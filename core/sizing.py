@@ -32,11 +32,22 @@ METRICS = ("surface_error", "chamfer")
 CHAMFER_RESOLUTION = 256
 
 
+#: Marching-cubes resolution of the check that a rung has any surface at all (metric surface_error).
+SURFACE_CHECK_RESOLUTION = 64
+
+
 def _measure(result: ConversionResult, mesh: Mesh, metric: str) -> float:
-    if metric == "surface_error":
-        return result.surface_error
+    """The rung's error; infinite when its field has no zero set (a collapsed network: its surface
+    error can look fine, e.g. 12 x 128 at lr 0.015 on bunny.off, docs/results.md section 4)."""
     from .metrics import surface_distances
     from .remesh import remesh
+
+    if metric == "surface_error":
+        try:
+            remesh(result.implicit, resolution=SURFACE_CHECK_RESOLUTION)
+        except InputError:
+            return float("inf")
+        return result.surface_error
 
     try:
         r = remesh(result.implicit, resolution=CHAMFER_RESOLUTION)

@@ -12,7 +12,7 @@ from core.mesh import mesh_from_arrays
 from core.progress import CancelToken
 from core.settings import ConversionSettings
 from core.sizing import convert_to_target_error
-from helpers import icosphere, mesh_path
+from helpers import icosphere
 
 FAST = ConversionSettings(pool=100_000, samples=20_000, epochs=4, batch_size=1024, lr=1e-2,
                           threads=1)
@@ -77,11 +77,31 @@ def test_progress_messages_name_the_size_being_trained():
 
 
 def test_cli_target_error(tmp_path, capsys):
-    out = tmp_path / "t.h5"
-    code = main(["convert", mesh_path("decimated-knight.off"), "-o", str(out), "--json",
+    from core.mesh_io import write_mesh_file
+    out, src = tmp_path / "t.h5", tmp_path / "sphere.obj"
+    V, F = icosphere(3, 1.0)
+    write_mesh_file(str(src), V, F)        # a shape the smallest rung learns in 2 epochs
+    code = main(["convert", str(src), "-o", str(out), "--json",
                  "--target-error", "0.5", "--pool", "100000", "--samples", "10000", "--epochs", "2",
                  "--threads", "1"])
     d = json.loads(capsys.readouterr().out)
     assert code == 0 and d["sizing"]["reached"] and d["sizing"]["target"] == 0.5
     main(["info", str(out), "--json"])
     assert json.loads(capsys.readouterr().out)["metadata"]["sizing"]["tried"]
+
+
+def test_a_network_without_surface_never_counts_as_accurate():
+    """A collapsed network (field positive everywhere) can have a small surface error; the search
+    must rank it below every network that has a surface."""
+    from core.convert import ConversionResult
+    from core.implicit import Architecture, Implicit
+    from core.sizing import _measure
+
+    arch = Architecture(1, 4)
+    shapes = arch.layer_shapes()
+    Ws = [np.zeros(s) for s in shapes]
+    bs = [np.zeros(s[0]) for s in shapes]
+    bs[-1][:] = 0.001                                   # f = tanh(0.001) everywhere: tiny, never zero
+    flat = Implicit(arch, Ws, bs, np.eye(4))
+    r = ConversionResult(flat, 0.001, 0.0, 0.0, 0.0, 0.0, 1, "cpu", None, {}, [])
+    assert _measure(r, sphere_mesh(), "surface_error") == float("inf")
