@@ -5,7 +5,7 @@ budget the choices that matter are the storage precision, the network's shape an
 recipe. They were measured on real meshes (``bench/budget_levers.py``, docs/results.md); this
 module applies the winners:
 
-* **storage int8** with per-channel scales (core/quantize.py): about 3.4x the parameters of float32
+* **storage int8** with per-channel scales (core/quantize.py): nearly 4x the parameters of float32
   in the same bytes, its rounding error undone by quantisation-aware fine-tuning (core/refine.py);
 * **shallow and wide** (:data:`DEPTH` hidden layers, the widest that fits): at equal bytes a
   4 x 95 network beats 7 x 64 and 10 x 54 on every metric;

@@ -9,7 +9,7 @@ weights. At a byte budget two things matter that the paper does not do:
   the bunny's ears, creases) rather than staying spread by a fixed distribution. The candidates and
   their exact signed distances are computed once, up front; each resampling only evaluates the
   network on them.
-* **Quantisation-aware fine-tuning** (:func:`fake_quantized`): int8 storage gives about 3.4x the
+* **Quantisation-aware fine-tuning** (:func:`fake_quantized`): int8 storage gives nearly 4x the
   parameters of float32 at the same bytes, but rounding trained weights to 8 bits moves the zero
   set (on bunny.off a 7 x 64 network loses 40 % in Chamfer distance). A few epochs trained through
   the rounding (straight-through estimator) recover it.
