@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, finish, format_table, first_epoch_below, log, run  # noqa: E402
+from variants import OUT, finish, first_epoch_below, format_table, log, run, selected_variants  # noqa: E402
 
 #: name -> ConversionSettings changes
 PURE = {"surface_fraction": 0.0, "far_fraction": 0.0}
@@ -77,24 +77,18 @@ def main():
     ap.add_argument("--log", default=os.path.join(OUT, "sampling_ablation.jsonl"))
     ap.add_argument("--variants", nargs="*", help="names of VARIANTS to run (default all)")
     args = ap.parse_args()
-    unknown = set(args.variants or []) - set(VARIANTS)
-    if unknown:
-        ap.error(f"unknown variants: {', '.join(sorted(unknown))}")
     from core.settings import ConversionSettings
 
     rows, cache = [], {}
-    for mesh in args.meshes:
-        for name, changes in VARIANTS.items():
-            if args.variants and name not in args.variants:
-                continue
-            row, _ = run(mesh, ConversionSettings(threads=1).replace(**changes), track=True, heldout_cache=cache)
-            row["variant"] = name
-            final = row["curve"][-1]["surface_error"]
-            row["epochs_to_0.003"], row["seconds_to_0.003"] = first_epoch_below(row["curve"], "surface_error", 0.003)
-            row["epochs_to_110pct"], _ = first_epoch_below(row["curve"], "surface_error", 1.1 * final)
-            rows.append(row); log(args.log, row)
-            print(f"# {mesh} {name}: surface error {row['surface_error']:.5f} CD {row['chamfer']:.5f}",
-                  file=sys.stderr, flush=True)
+    for mesh, name, changes in selected_variants(args, VARIANTS):
+        row, _ = run(mesh, ConversionSettings(threads=1).replace(**changes), track=True, heldout_cache=cache)
+        row["variant"] = name
+        final = row["curve"][-1]["surface_error"]
+        row["epochs_to_0.003"], row["seconds_to_0.003"] = first_epoch_below(row["curve"], "surface_error", 0.003)
+        row["epochs_to_110pct"], _ = first_epoch_below(row["curve"], "surface_error", 1.1 * final)
+        rows.append(row); log(args.log, row)
+        print(f"# {mesh} {name}: surface error {row['surface_error']:.5f} CD {row['chamfer']:.5f}",
+              file=sys.stderr, flush=True)
     finish(rows, args, table, plot)
 
 

@@ -16,7 +16,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, finish, format_table, first_epoch_below, log, run  # noqa: E402
+from variants import OUT, finish, first_epoch_below, format_table, log, run, selected_variants  # noqa: E402
 
 VARIANTS = {
     "paper-like: constant 1e-3, batch 4096, 30 ep, no near-surface": {
@@ -58,17 +58,14 @@ def main():
     from core.settings import ConversionSettings
 
     rows, cache = [], {}
-    for mesh in args.meshes:
-        for name, changes in VARIANTS.items():
-            if args.variants and name not in args.variants:
-                continue
-            row, _ = run(mesh, ConversionSettings(threads=1).replace(**changes), track=True, heldout_cache=cache)
-            row["variant"], row["target"] = name, args.target
-            row["epochs_to_target"], row["seconds_to_target"] = first_epoch_below(
-                row["curve"], "surface_error", args.target)
-            rows.append(row); log(args.log, row)
-            print(f"# {mesh} {name}: se {row['surface_error']:.5f} to-target {row['seconds_to_target']}",
-                  file=sys.stderr, flush=True)
+    for mesh, name, changes in selected_variants(args, VARIANTS):
+        row, _ = run(mesh, ConversionSettings(threads=1).replace(**changes), track=True, heldout_cache=cache)
+        row["variant"], row["target"] = name, args.target
+        row["epochs_to_target"], row["seconds_to_target"] = first_epoch_below(
+            row["curve"], "surface_error", args.target)
+        rows.append(row); log(args.log, row)
+        print(f"# {mesh} {name}: se {row['surface_error']:.5f} to-target {row['seconds_to_target']}",
+              file=sys.stderr, flush=True)
     finish(rows, args, table)
 
 

@@ -45,6 +45,18 @@ def mesh_paths(names) -> list:
     return paths
 
 
+def selected_variants(args, variants: dict):
+    """(mesh, name, value) for every mesh of ``args.meshes`` and every entry of ``variants`` named in
+    ``args.variants`` (all when none is named); an unknown name is an error before anything runs."""
+    unknown = set(args.variants or []) - set(variants)
+    if unknown:
+        raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
+    for mesh in args.meshes:
+        for name, value in variants.items():
+            if not args.variants or name in args.variants:
+                yield mesh, name, value
+
+
 def finish(rows, args, table, plot=None, payload=None) -> None:
     """Print the table of ``rows``; with ``args.plot`` draw ``plot(rows, path)``; with ``args.json``
     write ``payload`` (default: the rows)."""
