@@ -36,32 +36,6 @@ SPOT_COLOR = (0.8, 0.8, 0.8, 1.0)
 BALL_COLOR = (0.35, 0.55, 0.8, 1.0)
 
 
-def icosphere(subdivisions: int = 3):
-    """A closed, outward unit icosphere (V, F)."""
-    t = (1 + 5 ** 0.5) / 2
-    V = [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t], [0, -1, -t],
-         [0, 1, -t], [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]]
-    F = [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4],
-         [11, 10, 2], [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9],
-         [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]]
-    V = [np.array(v, dtype=float) for v in V]
-    for _ in range(subdivisions):
-        mid, F2 = {}, []
-
-        def m(a, b):
-            key = (min(a, b), max(a, b))
-            if key not in mid:
-                mid[key] = len(V)
-                V.append((V[a] + V[b]) / 2)
-            return mid[key]
-        for a, b, c in F:
-            ab, bc, ca = m(a, b), m(b, c), m(c, a)
-            F2 += [[a, ab, ca], [b, bc, ab], [c, ca, bc], [ab, bc, ca]]
-        F = F2
-    V = np.array(V)
-    return V / np.linalg.norm(V, axis=1, keepdims=True), np.array(F)
-
-
 def convert(mesh, **settings):
     """core.convert.convert_mesh with one torch thread and the given settings."""
     convert_mod = importlib.import_module("neural_implicit_dev.core.convert")
@@ -75,7 +49,7 @@ def convert_networks(ni):
     mesh_mod = importlib.import_module("neural_implicit_dev.core.mesh")
     spot = convert(ni.mesh.load_mesh(str(SHARED / "meshes" / "spot.obj")),
                    pool=2_000_000, samples=400_000, epochs=30)
-    V, F = icosphere(4)
+    V, F = mesh_mod.icosphere(4)
     ball = convert(mesh_mod.mesh_from_arrays(V, F, name="ball"), layers=4, pool=400_000,
                    samples=100_000, epochs=10)
     return spot, ball
