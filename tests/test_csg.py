@@ -19,6 +19,7 @@ from core.implicit import Architecture
 from core.remesh import remesh
 from core.trace import TraceItem, look_at, perspective, trace
 
+import helpers
 from helpers import ROOT
 
 #: Radius of the balls and distance of their centres (world units) in the volume tests.
@@ -74,27 +75,8 @@ def closed_and_oriented(V, F):
 @pytest.fixture(scope="module")
 def trained_ball():
     """A 3 x 32 ReLU network fitted to |x| - 0.5 (network frame = mesh frame: radius 0.5)."""
-    torch = pytest.importorskip("torch")
-    from core.model import StackedMLP
-    from core.sampling import uniform_ball
-    from core.train import TrainConfig, train
-
-    rng = np.random.default_rng(0)
-    n = 12_000
-    d = rng.standard_normal((n, 3))
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    X = np.concatenate([uniform_ball(n, rng), d * (0.5 + 0.03 * rng.standard_normal((n, 1)))])
-    X = X.astype(np.float32)
-    y = (np.linalg.norm(X, axis=1) - 0.5).astype(np.float32)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # 2 threads on a busy 2-core machine spin-wait
-    try:
-        model = StackedMLP(Architecture(layers=3, hidden=32), 1, torch.Generator().manual_seed(0))
-        train(model, torch.from_numpy(X)[None], torch.from_numpy(y)[None],
-              TrainConfig(epochs=30, lr=3e-3, batch_size=1024), seed=0)
-    finally:
-        torch.set_num_threads(threads)
-    return model.to_implicit(0)
+    pytest.importorskip("torch")
+    return helpers.trained_ball(12_000)
 
 
 # ----------------------------------------------------------------------------- formulas

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from core.errors import InputError
-from core.implicit import Architecture
 from core.trace import (SELECTED_SRGB, TraceItem, TraceSettings, item_frames, look_at,
                         orthographic, perspective, pixel_ndc, save_png, trace)
+
+import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOV = np.radians(40.0)
@@ -50,22 +51,8 @@ def sphere_mask_perspective(eye, center, radius, width, height, fov=FOV):
 @pytest.fixture(scope="module")
 def trained_sphere():
     """A 3 x 32 ReLU network fitted to |x| - 0.5 in a few seconds (mean surface error ~0.003)."""
-    torch = pytest.importorskip("torch")
-    from core.model import StackedMLP
-    from core.sampling import uniform_ball
-    from core.train import TrainConfig, train
-
-    rng = np.random.default_rng(0)
-    n = 10_000
-    d = rng.standard_normal((n, 3))
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    X = np.concatenate([uniform_ball(n, rng), d * (0.5 + 0.03 * rng.standard_normal((n, 1)))])
-    X = X.astype(np.float32)
-    y = (np.linalg.norm(X, axis=1) - 0.5).astype(np.float32)
-    model = StackedMLP(Architecture(layers=3, hidden=32), 1, torch.Generator().manual_seed(0))
-    train(model, torch.from_numpy(X)[None], torch.from_numpy(y)[None],
-          TrainConfig(epochs=30, lr=3e-3, batch_size=1024), seed=0)
-    return model.to_implicit(0)
+    pytest.importorskip("torch")
+    return helpers.trained_ball(10_000)
 
 
 def test_analytic_sphere_matches_projection_and_depth():
