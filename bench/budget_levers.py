@@ -4,9 +4,12 @@
 
 Default mesh: bunny.off. Each row changes one thing on the way from the default network to budget
 mode (core/budget.py): storage precision, quantisation-aware fine-tuning, depth against width at
-equal bytes, positional encoding, far-field samples, error-driven resampling. Every network fits
-30,000 bytes of weight_bytes except the first (the default 8 x 32 float32, 30,340 bytes). The last
-row is exactly ``core.budget.convert_to_budget(mesh, 30000)``. Measured by
+equal bytes, positional encoding, far-field samples, error-driven resampling (first among
+importance-sampled candidates, then within 0.05 of the surface, then with candidates on the surface
+chosen by squared error). Every network fits 30,000 bytes of weight_bytes except the first (the
+default 8 x 32 float32, 30,340 bytes). The "budget mode" row is exactly
+``core.budget.convert_to_budget(mesh, 30000)``; the two after it try budget mode with more epochs
+and with SIREN instead of ReLU + positional encoding. Measured by
 core.baselines.measure_implicit (marching cubes 256^3, unit-sphere frame); times are in-process,
 one thread, with the load average next to them.
 """
@@ -14,6 +17,7 @@ one thread, with the load average next to them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -25,7 +29,10 @@ FAR = {"far_fraction": 0.1}
 RESAMPLE = {"resample_every": 2, "resample_pool": 1_000_000}
 E20 = {"epochs": 20, "dtype": "int8", "far_fraction": 0.0}
 
-#: name -> (ConversionSettings changes, Refinements fields or None); None settings = budget mode
+#: Marks a lever as budget mode itself (core.budget.budget_settings) with the given settings changes.
+BUDGET = "budget mode"
+
+#: name -> (ConversionSettings changes, Refinements fields or None or BUDGET)
 LEVERS = {
     "default 8x32 float32 (30,340 B)": ({}, None),
     "7x64 int8": ({"layers": 7, "hidden": 64, **E20}, None),
@@ -38,7 +45,13 @@ LEVERS = {
                                   QAT),
     "... + resampling, all candidates": ({"layers": 4, "hidden": 91, "encoding_frequencies": 4, **E20, **FAR},
                                          {**QAT, **RESAMPLE}),
-    "budget mode (... resampling within 0.05 of the surface)": (None, None),
+    "... + resampling within 0.05 of the surface": ({"layers": 4, "hidden": 91, "encoding_frequencies": 4,
+                                                     **E20, **FAR},
+                                                    {**QAT, **RESAMPLE, "resample_band": 0.05}),
+    "budget mode (... + 80 % surface candidates, error²)": ({}, BUDGET),
+    "budget mode, 30 epochs": ({"epochs": 30}, BUDGET),
+    "budget mode with SIREN 4x95 (lr 5e-4) instead of ReLU + PE": (
+        {"layers": 4, "hidden": 95, "activation": "sine", "encoding_frequencies": 0, "lr": 5e-4}, BUDGET),
 }
 
 
@@ -63,23 +76,39 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json"); ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--log", default=os.path.join(OUT, "budget_levers.jsonl"))
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse rows of --log with the same mesh, lever, seed and budget (rows "
+                         "logged before seed and budget were recorded ran with the defaults)")
     args = ap.parse_args()
     from core.budget import budget_settings
     from core.refine import Refinements
     from core.settings import ConversionSettings
 
+    done = {}
+    if args.resume and os.path.exists(args.log):
+        with open(args.log) as fh:
+            for line in fh:
+                r = json.loads(line)
+                done[(r["mesh"], r["lever"], r.get("seed", 0), r.get("budget", 30_000))] = r
     rows, cache = [], {}
     for mesh in args.meshes:
         for name, (changes, ref) in LEVERS.items():
             if args.levers and name not in args.levers:
                 continue
+            key = (os.path.basename(mesh), name, args.seed, args.budget)
+            if key in done:
+                rows.append(done[key])
+                print(f"# {mesh} {name}: reused from {args.log}", file=sys.stderr, flush=True)
+                continue
             base = ConversionSettings(threads=1, seed=args.seed)
-            if changes is None:
+            if ref == BUDGET:
                 s, r = budget_settings(args.budget, base)
+                s = s.replace(**changes).validate()
             else:
                 s, r = base.replace(**changes), (Refinements(**ref) if ref else None)
             row, imp = run(mesh, s, r, heldout_cache=cache)
-            row.update(lever=name, layers=s.layers, hidden=s.hidden, encoding=s.encoding_frequencies)
+            row.update(lever=name, layers=s.layers, hidden=s.hidden, encoding=s.encoding_frequencies,
+                       seed=args.seed, budget=args.budget)
             rows.append(row); log(args.log, row)
             print(f"# {mesh} {name}: CD {row['chamfer']:.5f} HD {row['hausdorff']:.4f} "
                   f"{row['weight_bytes']} B {row['seconds']:.0f} s (load {row['load_average']:.1f})",

@@ -95,20 +95,32 @@ def equal_bytes_bytes(out):
     return format_table(head, cells)
 
 
-def equal_bytes_seeds(out):
-    rows = []
-    for seed, name in ((0, "equal_bytes.json"), (1, "equal_bytes_seed1.json"), (2, "equal_bytes_seed2.json")):
+#: Seeds of the bunny.off budget-mode runs: seed 0 is the equal-bytes run over all meshes.
+BUNNY_SEEDS = (0, 1, 2, 3, 4)
+
+
+def bunny_seed_rows(out):
+    """(seed, equal-bytes row of bunny.off at 30,000 bytes) for every seed whose run exists."""
+    found = []
+    for seed in BUNNY_SEEDS:
         try:
-            d = _load(out, name)
+            d = _load(out, "equal_bytes.json" if seed == 0 else f"equal_bytes_seed{seed}.json")
         except FileNotFoundError:
             continue
         r = next((r for r in d["rows"] if r["mesh"] == "bunny.off" and r["budget"] == 30_000), None)
         if r:
-            i, q = r["implicit"], r["qslim"]
-            rows.append([seed, f"{i['chamfer']:.5f}", f"{i['hausdorff']:.4f}", f"{i['p99']:.4f}",
-                         f"{q['chamfer']:.5f}", f"{q['hausdorff']:.4f}", f"{q['p99']:.4f}",
-                         f"{i['seconds']:.0f} (sampling {i['seconds_sampling']:.0f}, training "
-                         f"{i['seconds_training']:.0f}; load {i['load_average']:.1f})"])
+            found.append((seed, r))
+    return found
+
+
+def equal_bytes_seeds(out):
+    rows = []
+    for seed, r in bunny_seed_rows(out):
+        i, q = r["implicit"], r["qslim"]
+        rows.append([seed, f"{i['chamfer']:.5f}", f"{i['hausdorff']:.4f}", f"{i['p99']:.4f}",
+                     f"{q['chamfer']:.5f}", f"{q['hausdorff']:.4f}", f"{q['p99']:.4f}",
+                     f"{i['seconds']:.0f} (sampling {i['seconds_sampling']:.0f}, training "
+                     f"{i['seconds_training']:.0f}; load {i['load_average']:.1f})"])
     return format_table(["seed", "implicit Chamfer", "implicit Hausdorff", "implicit p99", "qslim Chamfer",
                          "qslim Hausdorff", "qslim p99", "budget-mode seconds"], rows)
 
@@ -157,13 +169,7 @@ def headline(out):
         rows, sm = _equal_rows(out)
         b = next(r for r in rows if r["mesh"] == "bunny.off")
         i, q, g, d = b["implicit"], b["qslim"], b["grid_int8"], b.get("draco", {})
-        seeds = [i]
-        for name in ("equal_bytes_seed1.json", "equal_bytes_seed2.json"):
-            try:
-                seeds += [r["implicit"] for r in _load(out, name)["rows"]
-                          if r["mesh"] == "bunny.off" and r["budget"] == 30_000]
-            except FileNotFoundError:
-                pass
+        seeds = [r["implicit"] for _, r in bunny_seed_rows(out)]
         spread = ""
         if len(seeds) > 1:
             cds, hds = [x["chamfer"] for x in seeds], [x["hausdorff"] for x in seeds]

@@ -9,8 +9,9 @@ module applies the winners:
   in the same bytes, its rounding error undone by quantisation-aware fine-tuning (core/refine.py);
 * **shallow and wide** (:data:`DEPTH` hidden layers, the widest that fits): at equal bytes a
   4 x 95 network beats 7 x 64 and 10 x 54 on every metric;
-* positional encoding (L = 4) with far-field samples, error-driven resampling near the surface and
-  quantisation-aware fine-tuning (:data:`RECIPE`, :data:`REFINEMENTS`), the number of epochs scaled
+* positional encoding (L = 4) with far-field samples, error-driven resampling near the surface
+  (with candidates on the surface itself, chosen by squared error) and quantisation-aware
+  fine-tuning (:data:`RECIPE`, :data:`REFINEMENTS`), the number of epochs scaled
   with the network's size (:func:`epochs_for`).
 
 Bytes are counted as ``Implicit.weight_bytes``: weights, biases and scales at their stored size
@@ -45,10 +46,15 @@ MIN_WIDTH = 8
 #: Training knobs of budget mode (ConversionSettings fields), applied over the caller's settings.
 RECIPE = {"epochs": 20, "lr": 0.015, "batch_size": 4096, "schedule": "onecycle", "far_fraction": 0.1}
 
-#: Refinements of budget mode (core.refine.Refinements fields): error-driven resampling of half the set every 2 epochs from 30 % on, among 1M candidates within 0.05 of the
-#: surface, then 3 epochs of quantisation-aware fine-tuning.
+#: Refinements of budget mode (core.refine.Refinements fields): error-driven resampling of half
+#: the set every 2 epochs from 30 % on, among 1M candidates within 0.05 of the surface, 80 % of
+#: them drawn on the surface (sigma 0.005) and picked with probability ∝ error², then 3 epochs of
+#: quantisation-aware fine-tuning. The surface candidates and the squared error aim at the
+#: Hausdorff distance: on bunny.off it sits in narrow grooves at the base that the importance
+#: samples hardly reach (docs/results.md, "budget levers").
 REFINEMENTS = {"resample_every": 2, "resample_start": 0.3, "resample_share": 0.5,
-               "resample_pool": 1_000_000, "resample_power": 1.0, "resample_band": 0.05,
+               "resample_pool": 1_000_000, "resample_power": 2.0, "resample_band": 0.05,
+               "resample_surface": 0.8, "resample_sigma": 0.005,
                "qat_epochs": 3, "qat_lr": 5e-4}
 
 #: Epoch scaling: RECIPE["epochs"] for the network of REFERENCE_BUDGET bytes (where the recipe was

@@ -178,4 +178,10 @@ def _resampler(mesh_net, settings, refinements, data, device, progress, cancel):
     rng = np.random.default_rng([settings.seed, 1])
     report(progress, stage="sampling", fraction=0.0, message="candidates for resampling")
     pool = training_set(mesh_net, pool_settings, rng, progress, cancel, far_rng=rng)
+    n_surface = int(round(len(pool) * refinements.resample_surface))
+    if n_surface:
+        sd = SignedDistance(mesh_net.V, mesh_net.F, mesh_net.vertex_weights)
+        near = surface_set(sd, n_surface, rng, refinements.resample_sigma, settings.importance_strength)
+        keep = rng.choice(len(pool), len(pool) - n_surface, replace=False)
+        pool = merge(SampleSet(pool.points[keep], pool.sdf[keep], pool.stats), near, rng)
     return ErrorResampler(data, pool, refinements, settings.epochs, rng, device)

@@ -49,6 +49,10 @@ class SurfaceDistances:
     p99: float
     a_to_b_mean: float
     b_to_a_mean: float
+    #: where the Hausdorff distance is attained (unit-sphere frame) and on which surface: "reference"
+    #: (a part of the reference the approximation misses) or "approximation" (surface it adds)
+    worst_point: tuple = ()
+    worst_on: str = ""
 
     def to_dict(self):
         return asdict(self)
@@ -67,12 +71,15 @@ def surface_distances(reference: Mesh, V: np.ndarray, F: np.ndarray, n: int = SU
     dB = SignedDistance(VA, FA).unsigned(PB)      # approximation samples -> reference
     # the means use the area-uniform samples only (vertices are added for the maxima)
     mA, mB = dA[:n], dB[:n]
+    on_a = dA.max() >= dB.max()
+    worst = PA[dA.argmax()] if on_a else PB[dB.argmax()]
     return SurfaceDistances(
         chamfer_l1=float(0.5 * (mA.mean() + mB.mean())),
         chamfer_l2=float(0.5 * ((mA ** 2).mean() + (mB ** 2).mean())),
         hausdorff=float(max(dA.max(), dB.max())),
         p99=float(max(np.percentile(mA, 99), np.percentile(mB, 99))),
-        a_to_b_mean=float(mA.mean()), b_to_a_mean=float(mB.mean()))
+        a_to_b_mean=float(mA.mean()), b_to_a_mean=float(mB.mean()),
+        worst_point=tuple(float(x) for x in worst), worst_on="reference" if on_a else "approximation")
 
 
 def inside_agreement(implicit, mesh: Mesh, n: int = 200_000, seed: int = 0,

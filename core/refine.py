@@ -44,6 +44,10 @@ class Refinements:
     resample_power : selection probability proportional to error ** power
     resample_band : only candidates with |sdf| below this (network units) can be selected: far from
         the surface errors are large but do not move the zero set
+    resample_surface : share of the candidates drawn on the surface instead (area-uniform, moved by
+        a Gaussian of ``resample_sigma`` network units): the importance samples rarely fall inside
+        a narrow groove or on a thin ridge, where the zero set is worst (the bunny's Hausdorff
+        distance sits in grooves at its base), while surface points cover them by area
     qat_epochs : epochs of quantisation-aware fine-tuning after training (int8/float16 storage only)
     qat_lr : peak learning rate of that fine-tuning (cosine decay)
     """
@@ -54,6 +58,8 @@ class Refinements:
     resample_pool: int = 2_000_000
     resample_power: float = 1.0
     resample_band: float = 1.0
+    resample_surface: float = 0.0
+    resample_sigma: float = 0.005
     qat_epochs: int = 0
     qat_lr: float = 1e-3
 
@@ -65,6 +71,8 @@ class Refinements:
             ("resample_pool", 1_000 <= self.resample_pool <= 100_000_000),
             ("resample_power", 0.0 <= self.resample_power <= 4.0),
             ("resample_band", 0.0 < self.resample_band <= 2.0),
+            ("resample_surface", 0.0 <= self.resample_surface <= 1.0),
+            ("resample_sigma", 0.0 <= self.resample_sigma <= 0.5),
             ("qat_epochs", 0 <= self.qat_epochs <= 1_000),
             ("qat_lr", 0.0 < self.qat_lr <= 1.0),
         ]

@@ -108,3 +108,21 @@ def test_measure_implicit_of_an_exact_sphere_field():
     assert m["chamfer"] < 2e-3 and m["surface_error"] < 1e-3
     assert abs(m["grad_median"] - 1.0) < 1e-3
     assert m["heldout_loss"] < 2e-3
+
+
+def test_surface_distances_report_where_the_hausdorff_distance_is():
+    """A spike the approximation adds is found on the approximation; a spike of the reference that
+    the approximation lacks, on the reference."""
+    from core.metrics import surface_distances, unit_transform
+
+    V, F = icosphere(3, 0.5)
+    top = int(np.argmax(V[:, 2]))
+    S = V.copy()
+    S[top] *= 1.3
+    for ref_V, approx_V, on in ((V, S, "approximation"), (S, V, "reference")):
+        ref = mesh_from_arrays(ref_V, F)
+        d = surface_distances(ref, approx_V, F, n=20_000)
+        assert d.worst_on == on and d.hausdorff > 0.1
+        T = unit_transform(ref)
+        tip = T[:3, :3] @ S[top] + T[:3, 3]
+        assert np.linalg.norm(np.array(d.worst_point) - tip) < 1e-6

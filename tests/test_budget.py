@@ -18,7 +18,7 @@ from core.model import StackedMLP
 from core.quantize import with_storage
 from core.convert import training_set
 from core.refine import ErrorResampler, Refinements, fake_quantized
-from core.sampling import SampleSet
+from core.sampling import SampleSet, SignedDistance
 from core.settings import ConversionSettings
 from helpers import icosphere
 
@@ -148,9 +148,35 @@ def test_far_field_share_of_the_training_set_is_uniform_with_exact_distances():
     assert kept.sum() == s.samples - 4000
 
 
+def test_resampling_candidates_include_surface_points():
+    """resample_surface draws that share of the candidates on the surface, moved by a Gaussian of
+    resample_sigma, with exact signed distances: on a sphere of radius 0.5 they lie in a shell a
+    few sigma thick and their targets are |x| - 0.5."""
+    from core.convert import _resampler
+
+    V, F = icosphere(3, 0.5)
+    mesh = mesh_from_arrays(V, F)
+    s = FAST.replace(epochs=4)
+    data = training_set(mesh, s, np.random.default_rng(0))
+    ref = Refinements(resample_every=1, resample_pool=20_000, resample_surface=0.5,
+                      resample_sigma=0.004).validate()
+    pool = _resampler(mesh, s, ref, data, torch.device("cpu"), None, None).pool
+    assert len(pool) == 20_000
+    r = np.linalg.norm(pool.points, axis=1)
+    near = np.abs(r - 0.5) < 0.02
+    # icosphere facets sit up to 0.0063 inside the ideal sphere, so distances are to the facets
+    assert near.mean() > 0.5
+    assert np.allclose(pool.sdf, SignedDistance(mesh.V, mesh.F).signed(pool.points), atol=1e-6)
+    plain = _resampler(mesh, s, Refinements(resample_every=1, resample_pool=20_000), data,
+                       torch.device("cpu"), None, None).pool
+    assert (np.abs(np.linalg.norm(plain.points, axis=1) - 0.5) < 0.02).mean() < near.mean() - 0.2
+
+
 def test_refinements_are_validated():
     with pytest.raises(InputError, match="qat_epochs"):
         Refinements(qat_epochs=-1).validate()
+    with pytest.raises(InputError, match="resample_surface"):
+        Refinements(resample_surface=1.5).validate()
 
 
 def test_cli_budget_bytes_reports_weight_bytes(tmp_path, capsys):
