@@ -16,7 +16,9 @@ from dataclasses import fields
 
 import numpy as np
 
+from . import jsonsafe
 from .errors import Cancelled, InputError
+from .outputs import check_output
 from .progress import Progress
 from .settings import ConversionSettings
 
@@ -67,18 +69,30 @@ class ProgressBar:
 
 
 def _emit(args, result: dict, lines: list[str]):
+    """Print the result: one strict JSON object (no NaN/Infinity) with --json, else the lines."""
     if args.json:
-        sys.stdout.write(json.dumps(result, default=_jsonable) + "\n")
+        sys.stdout.write(jsonsafe.dumps(result) + "\n")
     else:
         sys.stdout.write("\n".join(lines) + "\n")
 
 
-def _jsonable(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
+def _warn(warnings) -> None:
+    """Warnings go to stderr on every output mode (they are also in the JSON object)."""
+    for w in warnings:
+        sys.stderr.write(f"warning: {' '.join(str(w).split())}\n")
+
+
+def accuracy_lines(result) -> list[str]:
+    """How close the network is to its source, each figure with its unit (a share of the size)."""
+    from .verify import format_fraction
+
+    lines = []
+    if result.verification is not None:
+        v = result.verification
+        lines.append(f"checked against the source: {v.summary()}")
+    lines.append(f"surface error {format_fraction(result.surface_error)} of size "
+                 f"({result.surface_error:.5f} in the unit-sphere frame), final loss {result.final_loss:.5f}")
+    return lines
 
 
 # ----------------------------------------------------------------------------- settings flags
@@ -102,31 +116,23 @@ def settings_from_args(args) -> ConversionSettings:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_convert(args) -> int:
-    from .convert import convert_mesh
+    from .convert import convert_checked
     from .fileformat import save
     from .mesh import load_mesh
 
     settings = settings_from_args(args)
+    check_output(args.output, [args.mesh, args.importance], kind="implicit", overwrite=args.overwrite)
     weights = None
     if args.importance:
         try:
-            weights = np.load(args.importance)
+            weights = np.load(args.importance, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise InputError(f"{args.importance}: cannot read importance weights ({e})") from None
-    if args.target_error is not None and args.budget_bytes is not None:
-        raise InputError("--target-error and --budget-bytes choose the network size in two "
-                         "different ways: give one of them")
     mesh = load_mesh(args.mesh, vertex_weights=weights)
     bar = ProgressBar(not args.json and sys.stderr.isatty())
     try:
-        if args.target_error is not None:
-            from .sizing import convert_to_target_error
-            result = convert_to_target_error(mesh, args.target_error, settings, progress=bar)
-        elif args.budget_bytes is not None:
-            from .budget import convert_to_budget
-            result = convert_to_budget(mesh, args.budget_bytes, settings, progress=bar)
-        else:
-            result = convert_mesh(mesh, settings, progress=bar)
+        result = convert_checked(mesh, settings, target_error=args.target_error,
+                                 budget_bytes=args.budget_bytes, progress=bar)
     finally:
         bar.close()
     size = save(result.implicit, args.output)
@@ -146,8 +152,8 @@ def cmd_convert(args) -> int:
     if "budget" in result.implicit.metadata:
         out["budget"] = result.implicit.metadata["budget"]
         lines.append(f"budget {args.budget_bytes:,} bytes: used {result.implicit.weight_bytes:,}")
-    _emit(args, out, lines + [
-        f"surface error {result.surface_error:.5f} (unit-sphere frame), final loss {result.final_loss:.5f}",
+    _warn(result.warnings)
+    _emit(args, out, lines + accuracy_lines(result) + [
         f"time {result.seconds_total:.1f}s (sampling {result.seconds_sampling:.1f}s, "
         f"training {result.seconds_training:.1f}s on {result.device}), "
         f"peak memory {result.peak_memory_mb or float('nan'):.0f} MB",
@@ -168,6 +174,13 @@ def cmd_info(args) -> int:
     for key in ("source", "surface_error", "final_loss"):
         if key in imp.metadata:
             lines.append(f"  {key}: {imp.metadata[key]}")
+    check = imp.metadata.get("verification")
+    if isinstance(check, dict):
+        from .verify import format_fraction
+        lines.append(f"  checked against the source: Chamfer {format_fraction(check.get('chamfer'))} "
+                     f"of size, sign agreement {100 * (check.get('sign_agreement') or 0):.1f}%"
+                     + ("" if check.get("passed", True) else " (FAILED: "
+                        + "; ".join(map(str, check.get("problems", []))) + ")"))
     _emit(args, d, lines)
     return 0
 
@@ -177,6 +190,7 @@ def cmd_remesh(args) -> int:
     from .mesh_io import write_mesh_file
     from .remesh import remesh
 
+    check_output(args.output, [args.file], kind="mesh", overwrite=args.overwrite)
     imp = load(args.file)
     bar = ProgressBar(not args.json and sys.stderr.isatty())
     try:
@@ -219,22 +233,29 @@ def cmd_error(args) -> int:
 def cmd_import_paper(args) -> int:
     from .fileformat import save
     from .mesh import load_mesh
-    from .metrics import surface_error
     from .paper_import import load_paper_weights
+    from .verify import format_fraction, verify
 
+    check_output(args.output, [args.file, args.mesh], kind="implicit", overwrite=args.overwrite)
     mesh = load_mesh(args.mesh) if args.mesh else None
     imp = load_paper_weights(args.file, mesh)
-    d = {"output": args.output, "parameters": imp.parameters}
+    d = {"output": args.output, "parameters": imp.parameters, "warnings": []}
+    lines = []
     if mesh is not None:
-        d["surface_error"] = surface_error(imp, mesh)
-        imp.metadata["surface_error"] = d["surface_error"]
-    d["bytes"] = save(imp, args.output)
-    lines = [f"wrote {args.output} ({d['bytes']:,} bytes, {imp.parameters:,} parameters)"]
-    if mesh is not None:
-        lines.append(f"surface error on {mesh.name}: {d['surface_error']:.5f} (unit-sphere frame)")
+        from .metrics import surface_error
+        d["surface_error"] = imp.metadata["surface_error"] = surface_error(imp, mesh)
+        v = verify(imp, mesh)
+        d["verification"] = imp.metadata["verification"] = v.to_dict()
+        d["warnings"] = v.problems + v.warnings
+        lines.append(f"checked against {mesh.name}: {v.summary()}; surface error "
+                     f"{format_fraction(d['surface_error'])} of size")
     else:
-        lines.append("no --mesh given: transform is the identity (coordinates of the paper's frame)")
-    _emit(args, d, lines)
+        lines.append("no --mesh given: transform is the identity (coordinates of the paper's frame); "
+                     "the network was not checked against a source")
+    d["bytes"] = save(imp, args.output)
+    _warn(d["warnings"])
+    _emit(args, d, [f"wrote {args.output} ({d['bytes']:,} bytes, {imp.parameters:,} parameters)"]
+          + lines)
     return 0
 
 
@@ -242,7 +263,7 @@ def cmd_demo(args) -> int:
     """Convert the bundled spot.obj with default settings, remesh it, print what it cost."""
     import tempfile
 
-    from .convert import convert_mesh
+    from .convert import convert_checked
     from .fileformat import save
     from .mesh import load_mesh
     from .mesh_io import write_mesh_file
@@ -256,7 +277,7 @@ def cmd_demo(args) -> int:
     settings = settings_from_args(args)
     bar = ProgressBar(not args.json and sys.stderr.isatty())
     try:
-        result = convert_mesh(mesh, settings, progress=bar)
+        result = convert_checked(mesh, settings, progress=bar)
         h5 = os.path.join(out_dir, os.path.splitext(mesh.name)[0] + ".h5")
         size = save(result.implicit, h5)
         r = remesh(result.implicit, resolution=args.resolution, progress=bar)
@@ -267,11 +288,13 @@ def cmd_demo(args) -> int:
     dist = surface_distances(mesh, r.V, r.F)
     d = {"mesh": path, "output": h5, "remeshed": obj, "bytes": size, **result.summary(),
          "seconds_remesh": r.stats["seconds"], **dist.to_dict()}
+    _warn(result.warnings)
     _emit(args, d, [
         f"converted {mesh.name} ({len(mesh.V):,} vertices, {len(mesh.F):,} faces) in "
         f"{result.seconds_total:.1f}s (sampling {result.seconds_sampling:.1f}s, training "
         f"{result.seconds_training:.1f}s on {result.device})",
-        f"surface error {result.surface_error:.5f}  (paper: 93% of Thingi10K below 0.003)",
+        *accuracy_lines(result),
+        "(paper: 93% of Thingi10K below surface error 0.003 = 0.3% of size)",
         f"remeshed at {args.resolution}^3 in {r.stats['seconds']:.1f}s: Chamfer L1 {dist.chamfer_l1:.5f}, "
         f"Hausdorff {dist.hausdorff:.4f}  (unit-sphere frame)",
         f"file {h5}: {size:,} bytes ({result.implicit.weight_bytes:,} bytes of weights)",
@@ -295,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("convert", "convert a mesh (OBJ, OFF, PLY, STL) into a neural implicit .h5", cmd_convert)
     c.add_argument("mesh")
     c.add_argument("-o", "--output", required=True, help="output .h5 file")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file that is not a neural implicit (never an input)")
     c.add_argument("--importance", help=".npy file with one importance weight per vertex of the file")
     c.add_argument("--target-error", type=float, metavar="E",
                    help="error-driven sizing (paper A.2): the smallest network of a ladder of sizes "
@@ -311,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("remesh", "extract a triangle mesh with marching cubes", cmd_remesh)
     c.add_argument("file")
     c.add_argument("-o", "--output", required=True, help="output mesh (.obj, .off, .ply, .stl)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing mesh file (never the input)")
     c.add_argument("--resolution", type=int, default=256, help="grid cells per axis (default 256)")
 
     c = command("error", "surface error, Chamfer and Hausdorff against a mesh", cmd_error)
@@ -321,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("import-paper", "convert a network of the paper's release (Keras .h5)", cmd_import_paper)
     c.add_argument("file")
     c.add_argument("--mesh", help="the source mesh, to recover the transform (minimum enclosing ball)")
-    c.add_argument("-o", "--output", required=True)
+    c.add_argument("-o", "--output", required=True, help="output .h5 file")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file that is not a neural implicit (never an input)")
 
     c = command("demo", "convert the bundled spot.obj, remesh it and print the figures", cmd_demo)
     c.add_argument("--mesh", help="another mesh instead of spot.obj")

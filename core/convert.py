@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__
+from .errors import InputError
 from .implicit import Implicit
 from .mesh import Mesh
 from .metrics import surface_error
@@ -38,6 +39,10 @@ class ConversionResult:
     peak_memory_mb: float | None
     sampling_stats: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    #: core.verify.Verification of the result against its source (set by :func:`convert_checked`)
+    verification: object = None
+    #: what the user must be told although the conversion succeeded (open input, coarse likeness)
+    warnings: list = field(default_factory=list)
 
     def summary(self) -> dict:
         """The JSON keys ``core convert --json`` promises."""
@@ -47,7 +52,74 @@ class ConversionResult:
             "seconds_training": self.seconds_training, "epochs": self.epochs_run,
             "parameters": self.implicit.parameters, "weight_bytes": self.implicit.weight_bytes,
             "device": self.device, "peak_memory_mb": self.peak_memory_mb,
+            "verification": None if self.verification is None else self.verification.to_dict(),
+            "warnings": list(self.warnings),
         }
+
+
+class ConversionFailed(InputError):
+    """Every attempt trained a network that failed the check against its source (core.verify)."""
+
+
+#: Attempts of :func:`convert_checked` (seeds ``seed``, ``seed + 1``, ...) before it gives up.
+ATTEMPTS = 3
+
+
+def convert_checked(mesh: Mesh, settings: ConversionSettings | None = None, *,
+                    target_error: float | None = None, budget_bytes: int | None = None,
+                    progress=None, cancel=None, attempts: int = ATTEMPTS) -> ConversionResult:
+    """Convert ``mesh`` in the chosen size mode and check the result against the source.
+
+    The one entry point of the command line, the add-on and convert-dir's retries. Size modes: a
+    fixed architecture (``settings``), the smallest network reaching ``target_error``
+    (core.sizing) or the most accurate one in ``budget_bytes`` (core.budget). The network is
+    checked by :func:`core.verify.verify` (a surface exists, the sign agrees with the winding
+    number, the mesh it gives is close); a failed check trains again with the next seed, at most
+    ``attempts`` times in all. The file records the check (``metadata["verification"]``) and the
+    settings that ran, seed included.
+
+    Raises ConversionFailed when every attempt failed (open input fails only without a surface;
+    its other findings are warnings), InputError for bad input, Cancelled when ``cancel`` is set.
+    """
+    from .verify import verify
+
+    if target_error is not None and budget_bytes is not None:
+        raise InputError("a target error and a byte budget choose the network size in two "
+                         "different ways: give one of them")
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise InputError(f"attempts must be a positive integer, got {attempts!r}")
+    settings = (settings or ConversionSettings()).validate()
+    failures = []
+    for attempt in range(attempts):
+        tried = settings if attempt == 0 else settings.replace(seed=(settings.seed + attempt) % 2 ** 32)
+        result = _convert_in_mode(mesh, tried, target_error, budget_bytes, progress, cancel)
+        check(cancel)
+        report(progress, stage="checking", fraction=0.0,
+               message="checking the result against the source mesh")
+        v = verify(result.implicit, mesh, seed=tried.seed)
+        report(progress, stage="checking", fraction=1.0, message=v.summary())
+        if v.passed:
+            result.verification = v
+            result.warnings = list(v.warnings)
+            if failures:
+                result.warnings.insert(0, f"{len(failures)} earlier attempt(s) failed the check "
+                                          f"({failures[0]}); seed {tried.seed} passed")
+            result.implicit.metadata["verification"] = {**v.to_dict(), "attempts": attempt + 1}
+            return result
+        failures.append(f"seed {tried.seed}: {'; '.join(v.problems)}")
+    raise ConversionFailed(f"{mesh.name}: the conversion failed its check {attempts} time(s): "
+                           + " | ".join(failures))
+
+
+def _convert_in_mode(mesh, settings, target_error, budget_bytes, progress, cancel) -> ConversionResult:
+    """One conversion in the size mode asked for (no check)."""
+    if target_error is not None:
+        from .sizing import convert_to_target_error
+        return convert_to_target_error(mesh, target_error, settings, progress=progress, cancel=cancel)
+    if budget_bytes is not None:
+        from .budget import convert_to_budget
+        return convert_to_budget(mesh, budget_bytes, settings, progress=progress, cancel=cancel)
+    return convert_mesh(mesh, settings, progress=progress, cancel=cancel)
 
 
 def peak_memory_mb() -> float | None:

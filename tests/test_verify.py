@@ -1,0 +1,163 @@
+"""Every conversion checks its own result: collapsed, inverted, NaN and open results never pass."""
+
+import json
+
+import numpy as np
+import pytest
+
+import core.convert as convert_module
+from core.convert import ConversionFailed, convert_checked
+from core.errors import InputError
+from core.implicit import Architecture, Implicit
+from core.jsonsafe import dumps, finite_or_none
+from core.mesh import mesh_from_arrays
+from core.settings import ConversionSettings
+from core.verify import boundary_edge_count, format_fraction, verify
+from helpers import icosphere, trained_ball
+
+TINY = ConversionSettings(layers=3, hidden=32, pool=200_000, samples=40_000, epochs=6,
+                          batch_size=1024, lr=1e-2, threads=1)
+
+
+@pytest.fixture(scope="module")
+def ball():
+    """A network of |x| - 0.5 (identity transform) and its source sphere."""
+    V, F = icosphere(4, 0.5)
+    return trained_ball(20_000), mesh_from_arrays(V, F)
+
+
+def constant(value: float) -> Implicit:
+    """A network that outputs tanh(value) everywhere: what a collapsed training leaves."""
+    arch = Architecture(layers=2, hidden=4)
+    Ws = [np.zeros(s, np.float32) for s in arch.layer_shapes()]
+    bs = [np.zeros(s[0], np.float32) for s in arch.layer_shapes()]
+    bs[-1][:] = value
+    return Implicit(arch, Ws, bs)
+
+
+def negated(imp: Implicit) -> Implicit:
+    """The same network with inside and outside swapped."""
+    Ws = [w.copy() for w in imp.weights]
+    bs = [b.copy() for b in imp.biases]
+    Ws[-1] *= -1
+    bs[-1] *= -1
+    return Implicit(imp.architecture, Ws, bs, imp.transform)
+
+
+def test_healthy_network_passes(ball):
+    imp, mesh = ball
+    v = verify(imp, mesh)
+    assert v.passed, v.problems
+    assert v.has_surface and not v.open_input
+    assert v.sign_agreement > 0.99 and v.sign_agreement_near > 0.97
+    assert v.chamfer < 0.01
+    assert "of size" in v.summary()
+    json.loads(dumps(v.to_dict()))
+
+
+@pytest.mark.parametrize("value", [0.0008, -0.0055])
+def test_constant_network_has_no_surface(ball, value):
+    _, mesh = ball
+    v = verify(constant(value), mesh)
+    assert not v.passed and not v.has_surface
+    assert "no surface" in v.problems[0]
+    assert v.to_dict()["chamfer"] is None          # infinite distance is written as null
+    assert v.summary() == "no surface"
+
+
+def test_inverted_network_fails(ball):
+    imp, mesh = ball
+    v = verify(negated(imp), mesh)
+    assert not v.passed
+    assert any("disagree" in p for p in v.problems)
+    assert v.sign_agreement < 0.1
+
+
+def test_overflowing_network_is_reported_not_read_as_inside(ball):
+    _, mesh = ball
+    arch = Architecture(layers=2, hidden=2)
+    Ws = [np.full((2, 3), 1e30, np.float32), np.array([[1e30, 1e30], [1e30, 1e30]], np.float32),
+          np.array([[1e30, -1e30]], np.float32)]
+    bs = [np.zeros(2, np.float32), np.zeros(2, np.float32), np.zeros(1, np.float32)]
+    v = verify(Implicit(arch, Ws, bs), mesh)
+    assert not v.passed and "NaN or infinity" in v.problems[0]
+
+
+def test_open_input_is_detected_and_only_warned_about(ball):
+    imp, _ = ball
+    V, F = icosphere(4, 0.5)
+    bowl = mesh_from_arrays(V, F[V[F].mean(axis=1)[:, 2] < 0])     # an open sheet
+    v = verify(imp, bowl)
+    assert v.open_input and v.passed and v.ambiguous_share > 0.2
+    assert "open" in v.warnings[0]
+    assert any("disagree" in w or "far from" in w for w in v.warnings)
+    holed = mesh_from_arrays(V, F[V[F].mean(axis=1)[:, 2] < 0.45])  # a small hole: inside still clear
+    v = verify(imp, holed)
+    assert boundary_edge_count(holed.F) > 0 and not v.open_input and v.passed
+
+
+def test_format_fraction_states_a_share():
+    assert format_fraction(0.0021) == "0.21%"
+    assert format_fraction(float("inf")) == "n/a"
+
+
+def test_json_is_strict():
+    d = finite_or_none({"a": float("inf"), "b": [np.float32("nan"), np.int64(3)], "c": np.ones(2)})
+    assert d == {"a": None, "b": [None, 3], "c": [1.0, 1.0]}
+    with pytest.raises(ValueError):
+        json.dumps(float("nan"), allow_nan=False)
+    assert "NaN" not in dumps({"x": float("nan")})
+
+
+def test_checked_conversion_passes_and_records_the_check():
+    V, F = icosphere(3, 1.0)
+    r = convert_checked(mesh_from_arrays(V, F), TINY)
+    assert r.verification.passed
+    meta = r.implicit.metadata["verification"]
+    assert meta["passed"] and meta["attempts"] == 1
+    assert r.summary()["verification"]["chamfer"] == pytest.approx(r.verification.chamfer)
+
+
+def _fake_modes(monkeypatch, outcomes):
+    """Make the trainer return the given implicits in turn (a collapsed net, then a healthy one)."""
+    seeds = []
+    real = convert_module._convert_in_mode
+
+    def fake(mesh, settings, target_error, budget_bytes, progress, cancel):
+        seeds.append(settings.seed)
+        result = real(mesh, settings.replace(epochs=1, samples=2000, pool=20_000), None, None,
+                      None, None)
+        result.implicit = outcomes[len(seeds) - 1]
+        return result
+    monkeypatch.setattr(convert_module, "_convert_in_mode", fake)
+    return seeds
+
+
+def test_failed_check_retries_with_the_next_seed(monkeypatch, ball):
+    imp, mesh = ball
+    seeds = _fake_modes(monkeypatch, [constant(0.0008), imp])
+    r = convert_checked(mesh, TINY.replace(seed=5))
+    assert seeds == [5, 6]
+    assert r.verification.passed
+    assert "seed 5" in r.warnings[0] and "no surface" in r.warnings[0]
+    assert r.implicit.metadata["verification"]["attempts"] == 2
+
+
+def test_every_attempt_failing_is_an_error_never_done(monkeypatch, ball):
+    imp, mesh = ball
+    seeds = _fake_modes(monkeypatch, [constant(0.0008), negated(imp), constant(-0.3)])
+    with pytest.raises(ConversionFailed, match="failed its check 3 time"):
+        convert_checked(mesh, TINY)
+    assert seeds == [0, 1, 2]
+
+
+def test_single_open_triangle_is_an_error():
+    """Open input with no inside at all: the network has no surface, which is never 'done'."""
+    mesh = mesh_from_arrays([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]])
+    with pytest.raises(ConversionFailed, match="no surface"):
+        convert_checked(mesh, TINY.replace(epochs=2), attempts=1)
+
+
+def test_both_size_modes_at_once_are_refused(ball):
+    with pytest.raises(InputError, match="give one of them"):
+        convert_checked(ball[1], TINY, target_error=0.003, budget_bytes=30_000)
