@@ -192,13 +192,17 @@ def _agreement(sd: SignedDistance, X: np.ndarray, f: np.ndarray, balanced: bool 
     """Share of points X (away from the surface) where sign(f) matches the source's inside.
 
     balanced : the mean of the shares on inside and on outside points, so that a thin shape (few
-    inside points) cannot hide a network that gets its whole inside wrong.
+    inside points) cannot hide a network that gets its whole inside wrong. Inside points count from
+    half the deepest inside depth when that is less than SIGN_MARGIN: a plate thinner than two
+    margins would otherwise have no inside points at all.
     """
     d = sd.signed(X)
-    keep = np.abs(d) > SIGN_MARGIN
-    inside, net_inside = d[keep] < 0, f[keep] < 0
+    depth = float(-d.min()) if (d < 0).any() else 0.0
+    inner_margin = min(SIGN_MARGIN, 0.5 * depth)
+    keep = (d > SIGN_MARGIN) | ((d < 0) & (-d > inner_margin))
     if not keep.any():
         return 1.0
+    inside, net_inside = d[keep] < 0, f[keep] < 0
     if not balanced or inside.all() or not inside.any():
         return float((inside == net_inside).mean())
     return float(0.5 * (net_inside[inside].mean() + (~net_inside[~inside]).mean()))
