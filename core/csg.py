@@ -65,7 +65,7 @@ import numpy as np
 
 from .constants import BOUND_RADIUS, EVAL_CHUNK
 from .errors import InputError
-from .remesh import Field
+from .remesh import Field, eval_chunk
 
 #: The operations, in the order of their codes (the shader receives ``OPERATIONS.index(op)``).
 OPERATIONS = ("union", "intersection", "difference",
@@ -76,6 +76,15 @@ SMOOTH = frozenset(("smooth_union", "smooth_intersection", "smooth_difference"))
 #: than this (network units, half the ball's radius); farther, ``r`` alone, a looser lower bound
 #: (module docstring) that saves the evaluation where it hardly matters.
 SHELL = 0.5
+
+#: Most implicits one CSG tree may hold. Every point of a remesh or a trace evaluates each of them,
+#: so time grows with their number; the viewport's shader takes 16 (``CSG_MAX_LEAVES``), the CPU
+#: evaluators 16 times that.
+MAX_LEAVES = 256
+
+#: Deepest nesting of operands: the evaluators recurse once per level, and Python's stack (1,000
+#: frames by default, fewer left inside Blender) must never be what stops a tree.
+MAX_DEPTH = 64
 
 
 # ============================================================================ the formulas
@@ -187,11 +196,15 @@ class CSGShape(Field):
         for s in self.steps:
             if not isinstance(s, CSGStep):
                 raise InputError(f"CSG steps must be CSGStep, got {type(s).__name__}")
+        _check_size(self.steps)
         T = _affine(implicit.transform, "implicit.transform")
         world_to_net = T @ np.linalg.inv(self.matrix_world)
         sv = np.linalg.svd(world_to_net[:3, :3], compute_uv=False)
         self.leaf = Leaf(implicit, world_to_net, float(1.0 / sv[0]), float(sv[0] / sv[-1]))
         lo, hi = self.bounds()
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            raise InputError("the CSG result's bounds overflow: an object is scaled or moved beyond "
+                             "float range, or a blend radius is too large")
         if np.all(hi >= lo):
             self.center = 0.5 * (lo + hi)
             self.bound_radius = float(0.5 * np.linalg.norm(hi - lo))
@@ -315,6 +328,17 @@ class CSGShape(Field):
         return self.evaluate_world(self.to_mesh(Q), chunk).astype(np.float32)
 
 
+def _check_size(steps) -> None:
+    """Refuse trees with more than :data:`MAX_LEAVES` implicits or deeper than :data:`MAX_DEPTH`
+    (operands are already built, so their own sizes are known and checked)."""
+    depth = 1 + max((s.operand.depth() for s in steps), default=0)
+    if depth > MAX_DEPTH:
+        raise InputError(f"a CSG tree nested {depth} deep is over the limit of {MAX_DEPTH}")
+    leaves = 1 + sum(len(s.operand.leaves()) for s in steps)
+    if leaves > MAX_LEAVES:
+        raise InputError(f"a CSG tree of {leaves} implicits is over the limit of {MAX_LEAVES}")
+
+
 def leaf_value(leaf: Leaf, P: np.ndarray, chunk: int = EVAL_CHUNK) -> np.ndarray:
     """One implicit, clipped by its ball, in world units at world points P (n, 3) -> (n,) float64
     (module docstring): with ``r = |q| - R``, ``max(f(q), r)`` inside the ball, ``sqrt(r^2 +
@@ -330,7 +354,11 @@ def leaf_value(leaf: Leaf, P: np.ndarray, chunk: int = EVAL_CHUNK) -> np.ndarray
         outside = rn >= 0
         Q = q[near]
         Q[outside] *= (BOUND_RADIUS / norm[near][outside])[:, None]
-        f = leaf.implicit.evaluate(Q, chunk).astype(np.float64)
+        f = leaf.implicit.evaluate(Q, eval_chunk(leaf.implicit, chunk)).astype(np.float64)
+        bad = ~np.isfinite(f)
+        if bad.any():      # NaN would pass for outside in min/max, and hide the operand
+            raise InputError(f"a CSG operand evaluates to NaN or infinity at {int(bad.sum()):,} of "
+                             f"{len(f):,} points: its file is corrupt or its weights overflow float32")
         g = np.maximum(f, 0.0)
         v[near] = np.where(outside, np.sqrt(rn * rn + g * g), np.maximum(f, rn))
     return v * leaf.inv_sigma
@@ -361,7 +389,7 @@ def lens_volumes(radius: float, distance: float) -> dict:
     return {"ball": ball, "intersection": lens, "union": 2 * ball - lens, "difference": ball - lens}
 
 
-__all__ = ["OPERATIONS", "SMOOTH", "CSGShape", "CSGStep", "Leaf", "combine", "smooth_min", "csg",
+__all__ = ["OPERATIONS", "SMOOTH", "MAX_LEAVES", "MAX_DEPTH", "CSGShape", "CSGStep", "Leaf", "combine", "smooth_min", "csg",
            "leaf_value", "lens_volumes"]
 
 

@@ -30,6 +30,20 @@ import numpy as np
 
 from .errors import InputError
 
+#: Bytes of memory a mesh being built may take by default (``core.remesh``'s ``max_bytes``). A field
+#: whose zero set fills space crosses nearly every cell (27 M triangles and 7 GB at 256^3); real
+#: shapes make far fewer triangles, measured on the paper's five networks (tracemalloc): at 256^3 at
+#: most 686 k and 290 MB peak, at 512^3 at most 2.76 M (100173_sf.h5, 745 MB at
+#: :data:`BYTES_PER_TRIANGLE`). 900 MB holds 3.3 M triangles: real shapes at 512^3 pass, and a
+#: hostile field is refused before its triangles are built, with the process well below 2 GB.
+MESH_MEMORY_BUDGET = 900_000_000
+
+#: Peak bytes per triangle from the crossed cells to the returned mesh: the cells and their corner
+#: values, the triangle table lookups, vertex welding and V, F. Measured with tracemalloc on
+#: 679615_sf.h5 at 512^3 (530.7 MB for 2.05 M triangles: 259 bytes each), rounded up; a ReLU
+#: sawtooth with 2.8 triangles a cell (3.9 M triangles) peaked at 1.02 GB, 260 bytes each.
+BYTES_PER_TRIANGLE = 270
+
 #: Corner k of a cell sits at the cell's lower point plus CORNERS[k] (Bourke's numbering).
 CORNERS = np.array([(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0),
                     (0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)], dtype=np.int64)
@@ -350,6 +364,8 @@ _AXIS = np.argmax(CORNERS[_UPPER] - CORNERS[_LOWER], axis=1)
 # Triangles per case, reversed (c, b, a) so that normals point from negative towards positive values;
 # slots past the case's triangle count are -1. Shape (256, 5, 3).
 _TRI = TRI_TABLE[:, :15].reshape(256, 5, 3)[:, :, ::-1].copy()
+#: (256,) int64: triangles of each case.
+TRIANGLES_PER_CASE = (_TRI[:, :, 0] >= 0).sum(1)
 
 
 def case_index(corner_values: np.ndarray) -> np.ndarray:
@@ -409,11 +425,14 @@ def triangulate_cells(cells: np.ndarray, corner_values: np.ndarray, shape
     return V, F
 
 
-def grid_cells(values: np.ndarray, crossed_only: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def grid_cells(values: np.ndarray, crossed_only: bool = True, max_bytes: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Cells of a dense grid with their corner values: those the surface crosses, or all of them.
 
     values : (nx, ny, nz) float. Returns cells (c, 3) int64 (lower point index) in C order and
-    corner_values (c, 8) in ``CORNERS`` order.
+    corner_values (c, 8) in ``CORNERS`` order. With ``max_bytes``, the triangles of the crossed
+    cells are counted first and an InputError is raised when they (:data:`BYTES_PER_TRIANGLE` each)
+    would take more, before anything per cell is built.
     """
     nx, ny, nz = values.shape
     if crossed_only:
@@ -421,7 +440,11 @@ def grid_cells(values: np.ndarray, crossed_only: bool = True) -> tuple[np.ndarra
         case = np.zeros((nx - 1, ny - 1, nz - 1), dtype=np.uint8)
         for k, (a, b, c) in enumerate(CORNERS):
             case |= inside[a:nx - 1 + a, b:ny - 1 + b, c:nz - 1 + c].astype(np.uint8) << k
-        cells = np.argwhere((case != 0) & (case != 255))
+        crossed = (case != 0) & (case != 255)
+        if max_bytes is not None:
+            check_mesh_size(int(TRIANGLES_PER_CASE[case[crossed]].sum()), values.shape, max_bytes)
+        del case
+        cells = np.argwhere(crossed)
     else:
         cells = np.argwhere(np.ones((nx - 1, ny - 1, nz - 1), dtype=bool))
     corner_values = np.stack([values[cells[:, 0] + a, cells[:, 1] + b, cells[:, 2] + c]
@@ -429,14 +452,32 @@ def grid_cells(values: np.ndarray, crossed_only: bool = True) -> tuple[np.ndarra
     return cells.astype(np.int64), corner_values
 
 
-def marching_cubes(values: np.ndarray, origin=(0.0, 0.0, 0.0), spacing: float = 1.0
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def triangle_count(corner_values: np.ndarray) -> int:
+    """Triangles marching cubes makes for cells with these (c, 8) corner values, without making
+    them: what the memory checks count."""
+    return int(TRIANGLES_PER_CASE[case_index(corner_values)].sum())
+
+
+def check_mesh_size(triangles: int, shape, max_bytes: int | None) -> None:
+    """Refuse a mesh of ``triangles`` on a grid of ``shape`` points when it would take more than
+    ``max_bytes`` (None: no limit)."""
+    need = triangles * BYTES_PER_TRIANGLE
+    if max_bytes is not None and need > max_bytes:
+        grid = " x ".join(str(int(s) - 1) for s in shape)
+        raise InputError(f"the surface makes {triangles:,} triangles on the {grid} grid: about "
+                         f"{need / 1e9:.1f} GB of mesh, over the {max_bytes / 1e9:.1f} GB budget; "
+                         "lower the resolution (a zero set this large fills space)")
+
+
+def marching_cubes(values: np.ndarray, origin=(0.0, 0.0, 0.0), spacing: float = 1.0,
+                   max_bytes: int | None = MESH_MEMORY_BUDGET) -> tuple[np.ndarray, np.ndarray]:
     """Triangle mesh of the zero level set of a dense grid of values.
 
     Parameters
     ----------
     values : (nx, ny, nz) float, samples of a field that is negative inside; each size >= 2.
     origin : (3,) position of point (0, 0, 0); spacing : distance between neighbouring points.
+    max_bytes : memory the mesh may take (:data:`MESH_MEMORY_BUDGET`; None: no limit).
 
     Returns
     -------
@@ -447,17 +488,19 @@ def marching_cubes(values: np.ndarray, origin=(0.0, 0.0, 0.0), spacing: float = 
     Raises
     ------
     InputError
-        if ``values`` is not a finite 3-D array of at least 2 points per axis, or it never changes
-        sign (no surface: an empty mesh is never returned silently).
+        if ``values`` is not a finite 3-D array of at least 2 points per axis, it never changes
+        sign (no surface: an empty mesh is never returned silently), or the mesh would take more
+        than ``max_bytes``.
     """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 3 or min(values.shape) < 2:
         raise InputError(f"values must be a 3-D grid with at least 2 points per axis, got shape "
                          f"{values.shape}")
-    if not np.isfinite(values).all():
-        raise InputError("values contain NaN or infinity")
+    bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise InputError(f"values contain NaN or infinity at {bad:,} of {values.size:,} grid points")
     origin = np.asarray(origin, dtype=np.float64).reshape(3)
-    cells, corner_values = grid_cells(values)
+    cells, corner_values = grid_cells(values, max_bytes=max_bytes)
     if len(cells) == 0:
         raise InputError("marching cubes found no surface: the values never change sign")
     V, F = triangulate_cells(cells, corner_values, values.shape)

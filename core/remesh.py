@@ -36,7 +36,8 @@ import numpy as np
 
 from .constants import BOUND_RADIUS, EVAL_CHUNK
 from .errors import InputError
-from .marching_cubes import CORNERS, grid_cells, triangulate_cells
+from .marching_cubes import (BYTES_PER_TRIANGLE, CORNERS, MESH_MEMORY_BUDGET, grid_cells,
+                             triangle_count, triangulate_cells)
 from .progress import CancelToken, ProgressCallback, check, report
 
 #: A cell is refined when its corner values allow a zero inside it for a field whose Lipschitz
@@ -54,6 +55,27 @@ COARSE_RESOLUTION = 16
 
 #: Accepted grid resolutions (cells per axis).
 MIN_RESOLUTION, MAX_RESOLUTION = 4, 2048
+
+#: Points per evaluation chunk at most: one chunk's grid indices and coordinates take 48 bytes a
+#: point, so this caps them at 200 MB whatever ``chunk`` a caller passes.
+MAX_CHUNK = 1 << 22
+
+#: Bytes one kept cell takes between refinement levels: its index (3 int64) and 8 corner values
+#: (float64). What the narrow band costs while it is refined.
+BYTES_PER_BAND_CELL = 88
+
+#: Cells refined together: the refinement's temporaries (the 27 values of each split cell, point
+#: keys and their sort) take about 1.3 kB per cell (measured: 1.39 GB peak for 1.1 M cells at
+#: once), so batches of this many stay near 85 MB while the band is streamed through.
+REFINE_BATCH = 65_536
+
+#: Bytes one layer's float32 activations may take during one evaluation chunk: a 13 kB network
+#: with one 4096-wide layer would otherwise need 1 GB per layer for a chunk of 65,536 points.
+ACTIVATION_BYTES = 64 << 20
+
+#: Peak bytes per grid point of dense remeshing (``dense=True``): keys, values, inside masks and
+#: case bytes of the full grid. Measured with tracemalloc at 128^3 on 50736_sf.h5: 34.
+DENSE_BYTES_PER_POINT = 36
 
 
 @dataclass
@@ -117,7 +139,7 @@ class ImplicitField(Field):
         self.mirrored = bool(np.linalg.det(np.asarray(implicit.transform)[:3, :3]) < 0)
 
     def values(self, X, chunk):
-        f = self.implicit.evaluate(X, chunk=chunk).astype(np.float64)
+        f = self.implicit.evaluate(X, chunk=eval_chunk(self.implicit, chunk)).astype(np.float64)
         excess = np.sqrt(np.einsum("ij,ij->i", X, X)) - BOUND_RADIUS
         return np.maximum(f, excess), excess < 0
 
@@ -125,9 +147,20 @@ class ImplicitField(Field):
         return self.implicit.to_mesh(V)
 
 
+def eval_chunk(implicit, chunk: int) -> int:
+    """Points per evaluation of ``implicit`` so that one layer's activations stay within
+    :data:`ACTIVATION_BYTES`: the caller's ``chunk``, lowered for wide layers. Anything without an
+    ``architecture`` (a CSG shape) is returned ``chunk``; its leaves cap their own."""
+    arch = getattr(implicit, "architecture", None)
+    if arch is None:
+        return int(chunk)
+    width = max(int(arch.hidden), int(arch.input_dim))
+    return max(1, min(int(chunk), ACTIVATION_BYTES // (4 * width)))
+
+
 def remesh(implicit, resolution: int = 256, chunk: int = EVAL_CHUNK,
            progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
-           dense: bool = False) -> RemeshResult:
+           dense: bool = False, max_bytes: int = MESH_MEMORY_BUDGET) -> RemeshResult:
     """Triangle mesh of the network's zero level set by sparse (narrow-band) marching cubes.
 
     Parameters
@@ -139,6 +172,9 @@ def remesh(implicit, resolution: int = 256, chunk: int = EVAL_CHUNK,
     progress : callback receiving ``Progress(stage="remeshing", ...)`` records.
     cancel : token polled between evaluation chunks; raises :class:`core.errors.Cancelled`.
     dense : evaluate every grid point instead (the reference the sparse scheme must equal; slow).
+    max_bytes : memory the mesh may take (:data:`MESH_MEMORY_BUDGET`); the band and the crossed
+        cells are counted as they are found and the work stops with an InputError as soon as their
+        estimated size (:data:`BYTES_PER_TRIANGLE`) passes it, before the triangles are built.
 
     Returns
     -------
@@ -148,24 +184,31 @@ def remesh(implicit, resolution: int = 256, chunk: int = EVAL_CHUNK,
     Raises
     ------
     InputError
-        for a bad ``resolution``/``chunk``, or when the network has no zero level set inside its
-        bounding sphere (an empty mesh is never returned).
+        for a bad ``resolution``/``chunk``/``max_bytes``; when the network has no zero level set
+        inside its bounding sphere (an empty mesh is never returned); when it evaluates to NaN or
+        infinity anywhere on the grid (never taken for inside or outside); when the mesh would
+        exceed ``max_bytes``.
     """
     if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
             or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
         raise InputError(f"resolution must be an integer in {MIN_RESOLUTION}..{MAX_RESOLUTION}, "
                          f"got {resolution!r}")
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise InputError(f"chunk must be a positive integer, got {chunk!r}")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) \
+            or not 1 <= chunk <= MAX_CHUNK:
+        raise InputError(f"chunk must be an integer in 1..{MAX_CHUNK}, got {chunk!r}")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
+        raise InputError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     R = int(resolution)
     t0 = time.perf_counter()
     source = implicit if isinstance(implicit, Field) else ImplicitField(implicit)
-    field_ = _Grid(source, R, int(chunk), progress, cancel, t0)
+    field_ = _Grid(source, R, int(chunk), progress, cancel, t0, int(max_bytes))
     report(progress, stage="remeshing", fraction=0.0, message="evaluating the coarse grid")
     if dense:
         cells, corner_values, info = _dense_cells(field_)
     else:
         cells, corner_values, info = _sparse_cells(field_)
+    field_.check_budget(triangle_count(corner_values), BYTES_PER_TRIANGLE, "the surface makes",
+                        "triangles")
     if not (field_.negative_inside and field_.positive_inside):
         sign = "positive" if field_.positive_inside else "negative"
         raise InputError(f"remeshing found no surface: {source.name} has no zero level set inside "
@@ -200,9 +243,10 @@ class _Grid:
     so both see bit-identical values.
     """
 
-    def __init__(self, field_, R, chunk, progress, cancel, t0):
+    def __init__(self, field_, R, chunk, progress, cancel, t0, max_bytes=MESH_MEMORY_BUDGET):
         self.field, self.R, self.chunk = field_, R, chunk
         self.progress, self.cancel, self.t0 = progress, cancel, t0
+        self.max_bytes = max_bytes
         self.evaluations = 0
         self.negative_inside = False      # the field is < 0 at some point of its domain (the ball)
         self.positive_inside = False      # ... and >= 0 at some point of its domain
@@ -217,6 +261,7 @@ class _Grid:
             ijk = np.stack(np.unravel_index(keys[s:s + self.chunk], (n, n, n)), axis=1)
             X = self.field.lower + ijk * h
             v, inside = self.field.values(X, self.chunk)
+            self._check_finite(v)
             self.negative_inside |= bool((v[inside] < 0).any())
             self.positive_inside |= bool((v[inside] >= 0).any())
             out[s:s + self.chunk] = v
@@ -226,12 +271,32 @@ class _Grid:
                    elapsed=time.perf_counter() - self.t0, message=message)
         return out
 
+    def _check_finite(self, v: np.ndarray) -> None:
+        """NaN compares false with everything, so it would pass for "outside" (or, counted as
+        neither sign, make the field look negative everywhere): refuse it where it appears."""
+        bad = ~np.isfinite(v)
+        if bad.any():
+            raise InputError(
+                f"{self.field.name} evaluates to NaN or infinity at {int(bad.sum()):,} of the "
+                f"{self.evaluations + len(v):,} grid points evaluated so far: the file is corrupt or "
+                "its weights overflow float32")
+
+    def check_budget(self, count: int, bytes_each: int, what: str, unit: str = "cells") -> None:
+        """Refuse, before building it, a mesh whose cells would take more than ``max_bytes``."""
+        need = count * bytes_each
+        if need > self.max_bytes:
+            raise InputError(
+                f"{what} {count:,} {unit} or more at {self.R}^3: about {need / 1e9:.1f} GB of mesh, "
+                f"over the {self.max_bytes / 1e9:.1f} GB budget; lower the resolution (a zero set "
+                f"this large fills space: {self.field.name} is not a distance field)")
+
 
 def _dense_cells(field_: _Grid):
     """Every grid point evaluated; returns the crossed cells in C order with their corner values."""
     n = field_.R + 1
+    field_.check_budget(n ** 3, DENSE_BYTES_PER_POINT, "a dense grid holds")
     values = field_(np.arange(n ** 3, dtype=np.int64), n, (0.0, 0.95), "evaluating every grid point")
-    cells, corner_values = grid_cells(values.reshape(n, n, n))
+    cells, corner_values = grid_cells(values.reshape(n, n, n), max_bytes=field_.max_bytes)
     return cells, corner_values, {"levels": 0, "coarse_resolution": field_.R, "safety": None}
 
 
@@ -239,9 +304,8 @@ def _sparse_cells(field_: _Grid):
     """Coarse-to-fine refinement (module docstring); returns the crossed fine cells, sorted by index,
     with their corner values, and facts for the stats.
 
-    Each kept cell is split into 8 children whose 27 corner points form a 3 x 3 x 3 block; the block's
-    8 outer points are the parent's corners, already evaluated, so only the 19 others are new (fewer
-    where neighbouring blocks share points).
+    Each level streams the kept cells through :func:`_refine` in batches, so memory follows the
+    band, not the grid; the band is counted as it grows and refused over ``max_bytes``.
     """
     R = field_.R
     levels = max(0, int(np.floor(np.log2(R / COARSE_RESOLUTION))))
@@ -259,41 +323,124 @@ def _sparse_cells(field_: _Grid):
     keys = ((axis[:, None, None] * n + axis[None, :, None]) * n + axis[None, None, :]).reshape(-1)
     values = field_(keys, n, (starts[0], spans[0]), f"level 1 of {levels + 1}: coarse grid")
     cells, corner_values = grid_cells(values.reshape((R0 + 1,) * 3), crossed_only=False)
+    if levels:
+        keep = _near_surface(corner_values, size * h)
+        cells, corner_values = cells[keep], corner_values[keep]
     for level in range(1, levels + 1):
-        crossed = (corner_values.min(1) < 0) & (corner_values.max(1) >= 0)
-        a = np.abs(corner_values)
-        diagonal = np.sqrt(3.0) * size * h
-        keep = crossed | ((a.min(1) <= LIPSCHITZ_SAFETY * diagonal / 2)
-                          & (a.max(1) <= LIPSCHITZ_SAFETY * diagonal))
-        parents, parent_values = cells[keep], corner_values[keep]
-        del cells, corner_values, a                    # only the kept cells go on: free memory
         size //= 2
-        # the 19 new points of each parent's block, as linear indices of the padded fine grid
-        base = parents * 2 * size
-        base_key = (base[:, 0] * n + base[:, 1]) * n + base[:, 2]
-        inner_keys = base_key[:, None] + (_BLOCK[_BLOCK_INNER] * size) @ np.array([n * n, n, 1])
-        unique, inverse = np.unique(inner_keys, return_inverse=True)
-        del base, base_key, inner_keys
-        block = np.empty((len(parents), 27))
-        block[:, _BLOCK_CORNERS] = parent_values       # reuse the parent's corner values
-        message = f"level {level + 1} of {levels + 1}: {8 * len(parents):,} cells"
-        new = field_(unique, n, (starts[level], spans[level]), message)
-        block[:, _BLOCK_INNER] = new[inverse.reshape(-1)].reshape(len(parents), len(_BLOCK_INNER))
-        # children as (parent, child) pairs; at the last level only the crossed ones, to save memory
-        if level == levels:
-            inside = (block < 0)[:, _CHILD_CORNERS]                       # (p, 8 children, 8)
-            parent_of, child = np.nonzero(inside.any(2) & ~inside.all(2))
-        else:
-            parent_of, child = np.divmod(np.arange(8 * len(parents)), 8)
-        cells = parents[parent_of] * 2 + CORNERS[child]
-        corner_values = block[parent_of[:, None], _CHILD_CORNERS[child]]
-        inside_grid = (cells * size < R).all(1)        # drop the padding
-        cells, corner_values = cells[inside_grid], corner_values[inside_grid]
+        cells, corner_values = _refine(field_, cells, corner_values, size, n, level == levels,
+                                       (starts[level], spans[level]),
+                                       f"level {level + 1} of {levels + 1}")
     crossed = (corner_values.min(1) < 0) & (corner_values.max(1) >= 0)
     cells, corner_values = cells[crossed], corner_values[crossed]
     order = np.argsort((cells[:, 0] * (R + 1) + cells[:, 1]) * (R + 1) + cells[:, 2])
     return cells[order], corner_values[order], {
         "levels": levels, "coarse_resolution": R0, "safety": LIPSCHITZ_SAFETY}
+
+
+def _near_surface(corner_values: np.ndarray, cell: float) -> np.ndarray:
+    """(c,) bool: cells of edge ``cell`` (field units) whose corner values allow a zero inside for a
+    field with Lipschitz constant :data:`LIPSCHITZ_SAFETY` (module docstring); the ones refined."""
+    crossed = (corner_values.min(1) < 0) & (corner_values.max(1) >= 0)
+    a = np.abs(corner_values)
+    diagonal = np.sqrt(3.0) * cell
+    return crossed | ((a.min(1) <= LIPSCHITZ_SAFETY * diagonal / 2)
+                      & (a.max(1) <= LIPSCHITZ_SAFETY * diagonal))
+
+
+def _refine(field_: _Grid, parents, parent_values, size, n, last, fraction, label):
+    """Split kept cells in 8 (children of ``size`` fine cells), in batches of :data:`REFINE_BATCH`.
+
+    Returns the children that go on: at the last level those the surface crosses, before it those
+    near the surface (:func:`_near_surface`), within the grid (the padding dropped).
+
+    Each parent's 8 children have 27 corner points, a 3 x 3 x 3 block; the block's 8 outer points are
+    the parent's corners, already evaluated, so only the 19 others are new (fewer where neighbouring
+    blocks share points). Batches are slabs of whole x layers of parents, so two batches share
+    points only on the plane between consecutive slabs; those values are carried over rather than
+    evaluated again, so every point is evaluated once, as with one batch, and neighbouring cells see
+    the same values at shared corners (no cracks).
+    """
+    R, h = field_.R, field_.field.size / field_.R
+    order = np.argsort((parents[:, 0] * n + parents[:, 1]) * n + parents[:, 2])
+    parents, parent_values = parents[order], parent_values[order]
+    bounds = _slabs(parents[:, 0], REFINE_BATCH)
+    lo, span = fraction
+    total = max(len(parents), 1)
+    out_cells, out_values, count = [], [], 0
+    carry_keys, carry_values = np.zeros(0, dtype=np.int64), np.zeros(0)
+    for b0, b1 in zip(bounds[:-1], bounds[1:]):
+        P, PV = parents[b0:b1], parent_values[b0:b1]
+        message = f"{label}: {8 * len(parents):,} cells"
+        block, carry_keys, carry_values = _block_values(
+            field_, P, PV, size, n, carry_keys, carry_values,
+            (lo + span * b0 / total, span * (b1 - b0) / total), message)
+        cells, values = _children(P, block, last)
+        inside_grid = (cells * size < R).all(1)        # drop the padding
+        cells, values = cells[inside_grid], values[inside_grid]
+        if not last:
+            keep = _near_surface(values, size * h)
+            cells, values = cells[keep], values[keep]
+        if last:
+            count += triangle_count(values)
+            field_.check_budget(count, BYTES_PER_TRIANGLE, "the surface makes", "triangles")
+        else:
+            count += len(cells)
+            field_.check_budget(count, BYTES_PER_BAND_CELL, "the band around the surface holds")
+        out_cells.append(cells)
+        out_values.append(values)
+    if not out_cells:
+        return np.zeros((0, 3), dtype=np.int64), np.zeros((0, 8))
+    return np.concatenate(out_cells), np.concatenate(out_values)
+
+
+def _slabs(x: np.ndarray, batch: int) -> list:
+    """Batch bounds over sorted x indices: runs of about ``batch`` items that never split one x."""
+    if len(x) == 0:
+        return [0]
+    starts = np.flatnonzero(np.diff(x)) + 1           # where a new x begins
+    bounds = [0]
+    for s in starts:
+        if s - bounds[-1] >= batch:
+            bounds.append(int(s))
+    bounds.append(len(x))
+    return bounds
+
+
+def _block_values(field_, parents, parent_values, size, n, carry_keys, carry_values, fraction,
+                  message):
+    """(p, 27) values of the parents' 3 x 3 x 3 blocks, evaluating each new point once; returns
+    them with the keys and values on the slab's upper x plane (shared with the next slab)."""
+    base = parents * 2 * size
+    base_key = (base[:, 0] * n + base[:, 1]) * n + base[:, 2]
+    inner_keys = base_key[:, None] + (_BLOCK[_BLOCK_INNER] * size) @ np.array([n * n, n, 1])
+    unique, inverse = np.unique(inner_keys, return_inverse=True)
+    del base, base_key, inner_keys
+    new = np.empty(len(unique))
+    known = np.zeros(len(unique), dtype=bool)
+    if len(carry_keys):
+        at = np.minimum(np.searchsorted(carry_keys, unique), len(carry_keys) - 1)
+        known = carry_keys[at] == unique
+        new[known] = carry_values[at[known]]
+    new[~known] = field_(unique[~known], n, fraction, message)
+    block = np.empty((len(parents), 27))
+    block[:, _BLOCK_CORNERS] = parent_values           # reuse the parent's corner values
+    block[:, _BLOCK_INNER] = new[inverse.reshape(-1)].reshape(len(parents), len(_BLOCK_INNER))
+    top = (parents[:, 0].max() + 1) * 2 * size         # the x plane shared with the next slab
+    shared = unique // (n * n) == top
+    return block, unique[shared], new[shared]
+
+
+def _children(parents, block, last):
+    """Children of each parent as cells (c, 3) and corner values (c, 8); at the last level only the
+    ones the surface crosses, to save memory."""
+    if last:
+        inside = (block < 0)[:, _CHILD_CORNERS]                       # (p, 8 children, 8)
+        parent_of, child = np.nonzero(inside.any(2) & ~inside.all(2))
+    else:
+        parent_of, child = np.divmod(np.arange(8 * len(parents)), 8)
+    cells = parents[parent_of] * 2 + CORNERS[child]
+    return cells, block[parent_of[:, None], _CHILD_CORNERS[child]]
 
 
 # The 3 x 3 x 3 block of points of a cell split in 8: point offsets (27, 3) in child units, C order.

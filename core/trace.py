@@ -63,6 +63,7 @@ import numpy as np
 
 from .constants import BOUND_RADIUS, EVAL_CHUNK
 from .errors import InputError
+from .remesh import MAX_CHUNK, eval_chunk
 
 # --------------------------------------------------------------------------------------- constants
 
@@ -96,6 +97,15 @@ SELECTED_SRGB = (0.945, 0.345, 0.0)
 
 #: Object colour used when none is given (Blender's default material grey, scene-linear).
 DEFAULT_COLOR = (0.8, 0.8, 0.8, 1.0)
+
+#: Largest image traced: 2^23 pixels (a 4K UHD viewport, 3840 x 2160, is 8.3 M). The result's eight
+#: per-pixel arrays take 54 bytes a pixel, 450 MB here; an unchecked ``width x height`` from a caller
+#: (100,000 x 100,000) would ask for half a terabyte before the first ray.
+MAX_PIXELS = 1 << 23
+
+#: Pixels traced together: the tracer's float64 per-ray state (ray origin and direction, parameters,
+#: depth, colour: about 300 bytes a ray) exists for one tile at a time, about 20 MB.
+TRACE_TILE = 65_536
 
 
 # --------------------------------------------------------------------------------------- settings
@@ -376,7 +386,7 @@ def _trace_item(it: TraceItem, fr: ItemFrames, ndc: np.ndarray, settings: TraceS
         if not len(act):
             break
         P = near[act] + t[act, None] * d[act]
-        f = it.implicit.evaluate(P, chunk).astype(np.float64)
+        f = _finite(it.implicit.evaluate(P, eval_chunk(it.implicit, chunk)).astype(np.float64))
         evals += len(act)
         steps[act] += 1
         h = f < eps
@@ -398,8 +408,43 @@ def tetra_gradient(implicit, P: np.ndarray, delta: float = NORMAL_DELTA,
     (4 evaluations per point, the same formula as the shader)."""
     K = np.asarray(TETRAHEDRON)
     Q = (P[None, :, :] + delta * K[:, None, :]).reshape(-1, 3)
-    f = implicit.evaluate(Q, chunk).astype(np.float64).reshape(4, -1)
+    f = _finite(implicit.evaluate(Q, eval_chunk(implicit, chunk)).astype(np.float64)).reshape(4, -1)
     return (K[:, None, :] * f[:, :, None]).sum(0)
+
+
+def _finite(f: np.ndarray) -> np.ndarray:
+    """``f``, unless the network gave NaN or infinity: NaN fails every comparison, so a ray would
+    silently miss (and ``t += NaN`` end it); a corrupt network must not look like an empty view."""
+    bad = ~np.isfinite(f)
+    if bad.any():
+        raise InputError(f"the network evaluates to NaN or infinity at {int(bad.sum()):,} of "
+                         f"{len(f):,} ray points: the file is corrupt or its weights overflow float32")
+    return f
+
+
+def check_image_size(width, height) -> None:
+    """Refuse sizes that are not positive integers or exceed :data:`MAX_PIXELS`."""
+    if not (isinstance(width, (int, np.integer)) and isinstance(height, (int, np.integer))
+            and not isinstance(width, bool) and not isinstance(height, bool)
+            and width >= 1 and height >= 1):
+        raise InputError(f"width and height must be positive integers, got {width!r} x {height!r}")
+    if int(width) * int(height) > MAX_PIXELS:
+        raise InputError(f"an image of {width} x {height} has {int(width) * int(height):,} pixels; "
+                         f"at most {MAX_PIXELS:,} can be traced (lower the resolution)")
+
+
+def _tile_ndc(start: int, stop: int, width: int, height: int) -> np.ndarray:
+    """(stop - start, 2) ndc of pixels start..stop in row-major order; equal to the same rows of
+    ``pixel_ndc(width, height).reshape(-1, 2)``, without building the whole image's."""
+    row, col = np.divmod(np.arange(start, stop, dtype=np.int64), width)
+    return np.column_stack([(2.0 * col + 1.0) / width - 1.0, 1.0 - (2.0 * row + 1.0) / height])
+
+
+def _item_color(idx: int, it: TraceItem) -> np.ndarray:
+    color = np.asarray(it.color, dtype=np.float64).reshape(-1)
+    if color.shape not in ((3,), (4,)):
+        raise InputError(f"item {idx}: color must be RGB or RGBA, got {color.shape}")
+    return color
 
 
 def trace(items, view_matrix, projection_matrix, width: int, height: int,
@@ -408,16 +453,40 @@ def trace(items, view_matrix, projection_matrix, width: int, height: int,
 
     items : list of TraceItem, tuples ``(implicit, matrix_world[, color[, selected[, active]]])`` or
     objects with those attributes. Rays are evaluated in batches of the still-active rays (dynamic
-    batching): each step evaluates only the rays that have neither hit nor left the ball.
+    batching): each step evaluates only the rays that have neither hit nor left the ball. The image
+    is traced in tiles of :data:`TRACE_TILE` pixels, so memory beyond the result stays bounded.
+
+    Raises InputError for sizes over :data:`MAX_PIXELS`, bad settings or items, and for a network
+    that evaluates to NaN or infinity along a ray (never drawn as a miss).
     """
-    if not (isinstance(width, (int, np.integer)) and isinstance(height, (int, np.integer))
-            and width >= 1 and height >= 1):
-        raise InputError(f"width and height must be positive integers, got {width!r} x {height!r}")
+    check_image_size(width, height)
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) \
+            or not 1 <= chunk <= MAX_CHUNK:
+        raise InputError(f"chunk must be an integer in 1..{MAX_CHUNK}, got {chunk!r}")
     settings = (settings or TraceSettings()).validate()
     items = [as_item(i) for i in items]
-    ndc = pixel_ndc(width, height).reshape(-1, 2)
-    n = len(ndc)
+    frames = [item_frames(it, view_matrix, projection_matrix, height) for it in items]
+    colors = [_item_color(idx, it) for idx, it in enumerate(items)]
+    n = int(width) * int(height)
+    out = TraceResult(np.zeros(n, bool), np.zeros(n, bool), np.ones(n, np.float32),
+                      np.full((n, 3), np.nan, np.float32), np.zeros((n, 3), np.float32),
+                      np.zeros(n, np.int32), np.full(n, -1, np.int32), np.zeros((n, 4), np.float32))
+    for s in range(0, n, TRACE_TILE):
+        e = min(s + TRACE_TILE, n)
+        tile = _trace_tile(items, frames, colors, _tile_ndc(s, e, width, height), settings, chunk)
+        for name in ("hit", "coverage", "depth", "position", "normal", "steps", "item", "rgba"):
+            getattr(out, name)[s:e] = getattr(tile, name)
+        out.evaluations += tile.evaluations
+    shape = (int(height), int(width))
+    return TraceResult(out.hit.reshape(shape), out.coverage.reshape(shape), out.depth.reshape(shape),
+                       out.position.reshape(shape + (3,)), out.normal.reshape(shape + (3,)),
+                       out.steps.reshape(shape), out.item.reshape(shape),
+                       out.rgba.reshape(shape + (4,)), int(out.evaluations))
 
+
+def _trace_tile(items, frames, colors, ndc, settings, chunk) -> TraceResult:
+    """Trace every item for the (n, 2) pixel ndc of one tile; flat (n, ...) arrays, float64."""
+    n = len(ndc)
     depth = np.ones(n)
     hit = np.zeros(n, bool)
     cover = np.zeros(n, bool)
@@ -428,14 +497,10 @@ def trace(items, view_matrix, projection_matrix, width: int, height: int,
     rgba = np.zeros((n, 4))
     evaluations = 0
 
-    for idx, it in enumerate(items):
-        fr = item_frames(it, view_matrix, projection_matrix, height)
+    for idx, (it, fr, color) in enumerate(zip(items, frames, colors)):
         near, d, t, h, st, best, best_t, ev = _trace_item(it, fr, ndc, settings, chunk)
         steps += st
         evaluations += ev
-        color = np.asarray(it.color, dtype=np.float64).reshape(-1)
-        if color.shape not in ((3,), (4,)):
-            raise InputError(f"item {idx}: color must be RGB or RGBA, got {color.shape}")
         alpha = color[3] if len(color) == 4 else 1.0
 
         # surface hits
@@ -479,13 +544,9 @@ def trace(items, view_matrix, projection_matrix, width: int, height: int,
             rgba[oi, :3] = linear_to_srgb(np.asarray(oc))
             rgba[oi, 3] = 1.0
 
-    shape = (height, width)
-    return TraceResult(hit.reshape(shape), cover.reshape(shape),
-                       depth.reshape(shape).astype(np.float32),
-                       position.reshape(shape + (3,)).astype(np.float32),
-                       normal.reshape(shape + (3,)).astype(np.float32),
-                       steps.reshape(shape), owner.reshape(shape),
-                       rgba.reshape(shape + (4,)).astype(np.float32), int(evaluations))
+    return TraceResult(hit, cover, depth.astype(np.float32), position.astype(np.float32),
+                       normal.astype(np.float32), steps, owner, rgba.astype(np.float32),
+                       int(evaluations))
 
 
 # --------------------------------------------------------------------------------------- cameras
