@@ -31,6 +31,21 @@ from .errors import InputError
 
 ACTIVATIONS = ("relu", "sine")
 
+#: Limits of an architecture. Files are untrusted input: a few bytes of JSON in a .h5 file name the
+#: architecture, and every array the loader allocates follows from it, so the limits are what keeps a
+#: small hostile file from claiming gigabytes. MAX_PARAMETERS (8 MB of float32 weights) is 11 times
+#: the largest network the project trains (core/sizing.py's ladder ends at 12 x 128, 182,273
+#: parameters) and 4 times a wide 8 x 256 with 16 encoding frequencies (486,401).
+MAX_LAYERS = 64
+MAX_HIDDEN = 4096
+MAX_ENCODING_FREQUENCIES = 16
+MAX_PARAMETERS = 2_000_000
+
+
+def _is_int(v) -> bool:
+    """A true integer: ``True`` is an int in Python but never a layer count."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -42,15 +57,19 @@ class Architecture:
     encoding_frequencies: int = 0
 
     def __post_init__(self):
-        if not (isinstance(self.layers, int) and 1 <= self.layers <= 64):
-            raise InputError(f"layers must be an integer in 1..64, got {self.layers!r}")
-        if not (isinstance(self.hidden, int) and 1 <= self.hidden <= 4096):
-            raise InputError(f"hidden must be an integer in 1..4096, got {self.hidden!r}")
-        if self.activation not in ACTIVATIONS:
+        if not (_is_int(self.layers) and 1 <= self.layers <= MAX_LAYERS):
+            raise InputError(f"layers must be an integer in 1..{MAX_LAYERS}, got {self.layers!r}")
+        if not (_is_int(self.hidden) and 1 <= self.hidden <= MAX_HIDDEN):
+            raise InputError(f"hidden must be an integer in 1..{MAX_HIDDEN}, got {self.hidden!r}")
+        if not (isinstance(self.activation, str) and self.activation in ACTIVATIONS):
             raise InputError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if not (isinstance(self.encoding_frequencies, int) and 0 <= self.encoding_frequencies <= 16):
-            raise InputError(
-                f"encoding_frequencies must be an integer in 0..16, got {self.encoding_frequencies!r}")
+        if not (_is_int(self.encoding_frequencies)
+                and 0 <= self.encoding_frequencies <= MAX_ENCODING_FREQUENCIES):
+            raise InputError(f"encoding_frequencies must be an integer in "
+                             f"0..{MAX_ENCODING_FREQUENCIES}, got {self.encoding_frequencies!r}")
+        if self.parameters > MAX_PARAMETERS:
+            raise InputError(f"a network of {self.layers} x {self.hidden} has {self.parameters:,} "
+                             f"parameters; at most {MAX_PARAMETERS:,} are allowed")
 
     @property
     def input_dim(self) -> int:
@@ -72,6 +91,8 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Architecture":
+        if not isinstance(d, dict):
+            raise InputError(f"architecture must be a JSON object, got {type(d).__name__}")
         known = {"layers", "hidden", "activation", "encoding_frequencies"}
         unknown = set(d) - known
         if unknown:
