@@ -79,8 +79,11 @@ def widest(budget_bytes: int, layers: int, storage: str = STORAGE,
            encoding_frequencies: int = ENCODING_FREQUENCIES, activation: str = "relu"):
     """The widest Architecture of ``layers`` hidden layers that fits ``budget_bytes``, or None."""
     def fits(h):
-        return architecture_bytes(Architecture(layers, h, activation, encoding_frequencies),
-                                  storage) <= budget_bytes
+        try:
+            arch = Architecture(layers, h, activation, encoding_frequencies)
+        except InputError:          # over the parameter cap (core.implicit.MAX_PARAMETERS)
+            return False
+        return architecture_bytes(arch, storage) <= budget_bytes
     if not fits(1):
         return None
     lo, hi = 1, 2

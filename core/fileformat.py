@@ -28,11 +28,11 @@ import hashlib
 import io
 import json
 import os
-import stat
 
 import numpy as np
 
 from .errors import FileFormatError, InputError
+from .readfile import read_regular_file
 from .implicit import MAX_LAYERS, MAX_PARAMETERS, Architecture, Implicit
 from .quantize import STORAGES, decode_layer, encode_layer, expected_dtypes
 
@@ -209,37 +209,8 @@ def reading(name: str):
 
 
 def read_bounded(path: str, name: str, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` of them.
-
-    Opened without blocking, so a FIFO or device given as the file is refused instead of waited on.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise FileFormatError(f"{name}: no such file") from None
-    except OSError as e:
-        raise FileFormatError(f"{name}: cannot be opened ({e.strerror})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise FileFormatError(f"{name}: not a regular file")
-        if st.st_size > limit:
-            raise FileFormatError(f"{name}: {st.st_size:,} bytes is larger than any valid file "
-                                  f"(at most {limit:,})")
-        chunks, left = [], limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise FileFormatError(f"{name}: larger than any valid file (at most {limit:,} bytes)")
-    return data
+    """The bytes of the regular file ``path``, at most ``limit`` (core.readfile); FileFormatError."""
+    return read_regular_file(path, name, limit, FileFormatError)
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

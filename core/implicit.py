@@ -31,6 +31,9 @@ from .errors import InputError
 
 ACTIVATIONS = ("relu", "sine")
 
+#: Bytes of one layer's activations in one evaluation chunk, at most (see Implicit.eval_chunk).
+ACTIVATION_BYTES = 64 << 20
+
 #: Limits of an architecture. Files are untrusted input: a few bytes of JSON in a .h5 file name the
 #: architecture, and every array the loader allocates follows from it, so the limits are what keeps a
 #: small hostile file from claiming gigabytes. MAX_PARAMETERS (8 MB of float32 weights) is 11 times
@@ -205,26 +208,43 @@ class Implicit:
 
     # ------------------------------------------------------------------ evaluation
     def _forward(self, X: np.ndarray, keep: bool):
-        """Run the layers on (n, 3) float32 network-frame points; optionally keep pre-activations."""
+        """Run the layers on (n, 3) float32 network-frame points; optionally keep pre-activations.
+
+        A point whose hidden activations overflow float32 gets NaN, whatever the matrix kernel
+        makes of the infinity later (a fused multiply-add can turn it into a finite tanh of 1):
+        callers then report the overflow instead of reading it as inside or outside."""
         arch = self.architecture
         h = encode(X, arch.encoding_frequencies)
         pre = []
+        overflow = None
         last = len(self.weights) - 1
-        for i, (W, b) in enumerate(zip(self.weights, self.biases)):
-            z = h @ W.T + b
-            if keep:
-                pre.append(z)
-            if i == last:
-                h = np.tanh(z)
-            elif arch.activation == "relu":
-                h = np.maximum(z, 0.0)
-            else:
-                h = np.sin(z)
-        return h[:, 0], pre
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i, (W, b) in enumerate(zip(self.weights, self.biases)):
+                z = h @ W.T + b
+                if keep:
+                    pre.append(z)
+                if i == last:
+                    h = np.tanh(z)
+                    break
+                h = np.maximum(z, 0.0) if arch.activation == "relu" else np.sin(z)
+                bad = ~np.isfinite(h.sum(axis=1))
+                overflow = bad if overflow is None else overflow | bad
+        f = h[:, 0]
+        if overflow is not None and overflow.any():
+            f = np.where(overflow, np.float32(np.nan), f)
+        return f, pre
+
+    def eval_chunk(self, chunk: int = EVAL_CHUNK) -> int:
+        """Points per evaluation so one layer's activations stay within :data:`ACTIVATION_BYTES`:
+        ``chunk``, lowered for wide layers (a legal 4096-wide layer at EVAL_CHUNK points would
+        take 1 GiB per array)."""
+        width = max(self.architecture.hidden, self.architecture.input_dim)
+        return max(1, min(int(chunk), ACTIVATION_BYTES // (4 * width)))
 
     def evaluate(self, Q: np.ndarray, chunk: int = EVAL_CHUNK) -> np.ndarray:
         """Signed distance at network-frame points Q (n, 3) -> (n,) float32, chunked for memory."""
         Q = _as_points(Q)
+        chunk = self.eval_chunk(chunk)
         out = np.empty(len(Q), dtype=np.float32)
         for s in range(0, len(Q), chunk):
             out[s:s + chunk], _ = self._forward(Q[s:s + chunk], keep=False)
@@ -233,6 +253,7 @@ class Implicit:
     def gradient(self, Q: np.ndarray, chunk: int = EVAL_CHUNK) -> np.ndarray:
         """Analytic gradient d f / d x at network-frame points Q (n, 3) -> (n, 3) float32."""
         Q = _as_points(Q)
+        chunk = self.eval_chunk(chunk)
         out = np.empty((len(Q), 3), dtype=np.float32)
         for s in range(0, len(Q), chunk):
             out[s:s + chunk] = self._gradient_chunk(Q[s:s + chunk])

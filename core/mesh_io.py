@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
+from .readfile import read_regular_file
 
 READ_EXTENSIONS = (".obj", ".off", ".ply", ".stl")
 
@@ -35,6 +36,11 @@ MAX_POLYGON_CORNERS = 65_535
 #: Largest index magnitude accepted while parsing (2**53: every such integer is exact in float64,
 #: so indices written as floats, e.g. "3.0" in an ascii PLY, convert without rounding).
 _MAX_INDEX = 2 ** 53
+
+#: Largest mesh file read (1 GiB): parsing holds the text and its numbers in memory at once, so a
+#: larger file would exhaust a 16-24 GB machine; no mesh a network of this size can represent
+#: needs it.
+MAX_MESH_FILE_BYTES = 1 << 30
 
 #: Errors a parser can raise on malformed bytes; read_mesh_file turns them into InputError.
 _PARSE_ERRORS = (ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error,
@@ -48,15 +54,7 @@ def read_mesh_file(path: str) -> tuple[np.ndarray, np.ndarray | list[np.ndarray]
     if ext not in READ_EXTENSIONS:
         raise InputError(f"{path}: unsupported mesh format {ext or '(none)'!r}; "
                          f"expected one of {', '.join(READ_EXTENSIONS)}")
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a mesh file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    data = read_regular_file(path, path, MAX_MESH_FILE_BYTES)
     if not data.strip():
         raise InputError(f"{path}: the file is empty")
     reader = {".obj": _read_obj, ".off": _read_off, ".ply": _read_ply, ".stl": _read_stl}[ext]

@@ -69,10 +69,6 @@ BYTES_PER_BAND_CELL = 88
 #: once), so batches of this many stay near 85 MB while the band is streamed through.
 REFINE_BATCH = 65_536
 
-#: Bytes one layer's float32 activations may take during one evaluation chunk: a 13 kB network
-#: with one 4096-wide layer would otherwise need 1 GB per layer for a chunk of 65,536 points.
-ACTIVATION_BYTES = 64 << 20
-
 #: Peak bytes per grid point of dense remeshing (``dense=True``): keys, values, inside masks and
 #: case bytes of the full grid. Measured with tracemalloc at 128^3 on 50736_sf.h5: 34.
 DENSE_BYTES_PER_POINT = 36
@@ -148,14 +144,11 @@ class ImplicitField(Field):
 
 
 def eval_chunk(implicit, chunk: int) -> int:
-    """Points per evaluation of ``implicit`` so that one layer's activations stay within
-    :data:`ACTIVATION_BYTES`: the caller's ``chunk``, lowered for wide layers. Anything without an
-    ``architecture`` (a CSG shape) is returned ``chunk``; its leaves cap their own."""
-    arch = getattr(implicit, "architecture", None)
-    if arch is None:
-        return int(chunk)
-    width = max(int(arch.hidden), int(arch.input_dim))
-    return max(1, min(int(chunk), ACTIVATION_BYTES // (4 * width)))
+    """Points per evaluation of ``implicit`` (core.implicit.Implicit.eval_chunk: lowered for wide
+    layers); anything without that method (a CSG shape) is returned ``chunk``; its leaves cap their
+    own."""
+    cap = getattr(implicit, "eval_chunk", None)
+    return int(chunk) if cap is None else cap(chunk)
 
 
 def remesh(implicit, resolution: int = 256, chunk: int = EVAL_CHUNK,

@@ -76,6 +76,7 @@ class ConversionSettings:
                 raise InputError(f"{f.name} must be one of {', '.join(m['choices'])}, got {v!r}")
             if "min" in m and not (m["min"] <= v <= m["max"]):
                 raise InputError(f"{f.name} must be in {m['min']}..{m['max']}, got {v!r}")
+        self.architecture           # the network as a whole must be legal (the parameter cap)
         return self
 
     @property

@@ -45,8 +45,8 @@ for c in cases(sys.argv[1]):
     rows.append({"name": c.name, "class_name": c.class_name, "path": c.path, "expected": c.expected,
                  "needle": c.needle, "kind": kind, "message": message,
                  "seconds": time.perf_counter() - t})
-maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"rows": rows, "maxrss_mb": maxrss}))
+from peak_memory import peak_mb
+print(json.dumps({"rows": rows, "maxrss_mb": peak_mb()}))
 """
 
 FUZZ = r"""

@@ -33,6 +33,8 @@ CHILD = r"""
 import json, resource, sys, warnings
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
 sys.path.insert(0, {root!r})
+sys.path.insert(0, {root!r} + "/tests")
+from peak_memory import peak_mb
 warnings.simplefilter("ignore")           # float32 overflow warnings are the point of these files
 from core.errors import InputError
 from core.fileformat import load
@@ -42,7 +44,7 @@ try:
     out = {{"ok": True, "faces": len(r.F), "vertices": len(r.V)}}
 except InputError as e:
     out = {{"ok": False, "error": str(e)}}
-out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["peak_mb"] = peak_mb()
 print(json.dumps(out))
 """
 

@@ -233,7 +233,7 @@ def outside_cases(tmpdir) -> list[Case]:
                         "error", needle="external file"))
         out.append(Case("path_is_fifo", "outside", fifo, "error", needle="regular file"))
         out.append(Case("paper_path_is_fifo", "outside", fifo, "error", "paper", "regular file"))
-    out.append(Case("path_is_directory", "outside", str(tmpdir), "error", needle="regular file"))
+    out.append(Case("path_is_directory", "outside", str(tmpdir), "error", needle="directory"))
     out.append(Case("path_missing", "outside", os.path.join(tmpdir, "missing.h5"), "error",
                     needle="no such file"))
     return out
