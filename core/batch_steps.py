@@ -1,6 +1,7 @@
 """The two ends of a batched conversion, around the stack: prepare (load is the caller's; normalise
 and sample) and finish (storage precision, surface error, metadata), each exactly as
-core.convert.convert_mesh does them.
+core.convert.convert_mesh does them; then check (core.verify, with a retry alone as
+core.convert.convert_checked does it).
 
 Why a module of their own: sampling workers run these and must not need torch (it is large to import
 and holds memory in every worker); core.batch_train holds the torch side.
@@ -9,13 +10,14 @@ and holds memory in every worker); core.batch_train holds the torch side.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from .convert import ConversionResult, conversion_metadata, peak_memory_mb, training_set
 from .implicit import Implicit
+from .jsonsafe import finite_or_none
 from .mesh import Mesh
 from .metrics import surface_error
 from .quantize import with_storage
@@ -76,10 +78,63 @@ def finish_shape(prepared: PreparedShape, trained: TrainedShape,
                             settings.dtype)
     err = surface_error(implicit, mesh)
     total = prepared.seconds_sampling + trained.seconds + (time.perf_counter() - t0)
-    implicit.metadata = conversion_metadata(
+    # a diverged loss (NaN) must not make the metadata invalid JSON
+    implicit.metadata = finite_or_none(conversion_metadata(
         mesh, settings, float(trained.final_loss), err, trained.epochs_run, trained.stopped_early,
         trained.device, {"sampling": prepared.seconds_sampling, "training": trained.seconds,
-                         "total": total}, prepared.sampling_stats)
+                         "total": total}, prepared.sampling_stats))
     return ConversionResult(implicit, err, float(trained.final_loss), prepared.seconds_sampling,
                             trained.seconds, total, trained.epochs_run, trained.device,
                             peak_memory_mb(), prepared.sampling_stats, trained.history)
+
+
+#: Conversions of a closed mesh whose stacked network failed its check: alone, with the next seeds.
+RETRY_ATTEMPTS = 2
+
+
+@dataclass
+class CheckedShape:
+    """A finished shape after its check. result : the conversion to keep (the stacked one, or the
+    one converted again alone); verification : its core.verify.Verification; retried : whether it
+    was converted again; warnings : what the user should know (one line each)."""
+
+    result: ConversionResult
+    verification: Any
+    retried: bool = False
+    warnings: list = field(default_factory=list)
+
+
+def check_shape(result: ConversionResult, mesh: Mesh, settings: ConversionSettings,
+                stage: Optional[Callable[[str], None]] = None) -> CheckedShape:
+    """Check a finished shape against its source (core.verify.verify), as convert_checked does for a
+    shape converted alone, and record the check in its metadata ("verification").
+
+    Why: the loss and the surface error both reward a collapsed network; a stack must not write
+    one silently. A closed mesh whose network fails is converted again alone by
+    core.convert.convert_checked with seeds ``seed + 1`` and ``seed + 2`` (one torch thread: this
+    runs in a worker process), which raises ConversionFailed when those fail too. Open input (no
+    well-defined inside) keeps its network, the failure becoming a warning. ``stage`` is told
+    "retrying" before a retry (worker time limits name the stage).
+    """
+    from .verify import verify
+    v = verify(result.implicit, mesh, seed=settings.seed)
+    if v.passed:
+        result.implicit.metadata["verification"] = v.to_dict()
+        return CheckedShape(result, v, warnings=list(v.warnings))
+    if v.open_input:
+        result.implicit.metadata["verification"] = v.to_dict()
+        return CheckedShape(result, v, warnings=[*v.warnings, *(f"the check failed (kept: the mesh "
+                                                                f"is open): {p}" for p in v.problems)])
+    from .convert import ConversionFailed, convert_checked
+    if stage is not None:
+        stage("retrying")
+    seed = settings.seed
+    try:
+        retried = convert_checked(mesh, settings.replace(seed=(seed + 1) % 2 ** 32, threads=1),
+                                  attempts=RETRY_ATTEMPTS)
+    except ConversionFailed as e:
+        raise ConversionFailed(f"{e} | seed {seed} (in the stack): {'; '.join(v.problems)}") from None
+    passed = retried.implicit.metadata["settings"]["seed"]
+    return CheckedShape(retried, retried.verification, retried=True, warnings=[
+        f"seed {seed} failed the check ({'; '.join(v.problems)}); converted again alone, seed "
+        f"{passed} passed", *retried.warnings])

@@ -24,6 +24,11 @@ def add_convert_dir_command(command) -> None:
     c.add_argument("--trainers", type=int, default=None, metavar="T",
                    help="batched trainers of K shapes each (default: one per CPU core on a CPU, one "
                         "on a GPU; with --ray, one per GPU of the cluster, else half its CPUs)")
+    c.add_argument("--shape-timeout", type=float, default=None, metavar="SECONDS",
+                   help="time limit of each worker step of a shape (loading and sampling; measuring, "
+                        "checking and writing): a step over it is killed and the shape recorded as "
+                        "failed (default: ten times the estimated cost of one conversion at these "
+                        "settings, at least 300)")
     c.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray: alone, a local Ray instance; with ADDRESS (auto, "
                         "ray://host:port), an existing cluster. Put it after IN_DIR")
@@ -40,7 +45,8 @@ def cmd_convert_dir(args) -> int:
         s = convert_dir(args.input_dir, args.output, settings, shapes_per_batch=args.shapes_per_batch,
                         workers=args.workers, trainers=args.trainers,
                         engine="local" if args.ray is None else "ray",
-                        ray_address=args.ray or None, progress=bar)
+                        ray_address=args.ray or None, shape_timeout=args.shape_timeout,
+                        progress=bar)
     finally:
         bar.close()
     _emit(args, s.to_dict(), [

@@ -6,8 +6,14 @@
   (1 GPU each) when the settings' device allows one, else one per two CPUs. The driver hands each
   actor new shapes between its epochs; if an actor's process dies, Ray restarts it and the shapes it
   held are handed out again.
-* Finishing: :func:`core.dataset.finish_job` as a task returning the file's bytes; the driver writes
+* Finishing: :func:`core.dataset.finish_job` as a task returning the file's bytes (the network
+  checked against its source, a closed mesh that fails converted again alone); the driver writes
   them into OUT_DIR under a temporary name and renames them, and records the manifest row.
+* Time limit: a sampling or finishing task running longer than the run's ``shape_timeout`` (counted
+  from its submission, so time spent queued in Ray counts too) is cancelled with ``force=True``,
+  which kills its worker process (Ray starts another), and the shape is a failed row.
+* Inputs: the driver reads only regular files (core.dataset.read_input): a FIFO would block
+  it and a device such as /dev/zero would fill its memory.
 
 Ray does the scheduling, placement, data movement and task retries (``max_retries``); this module
 only keeps the stacks full. Ray is an optional dependency of the command line, imported here only.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 
 from .errors import InputError
@@ -52,9 +59,9 @@ def _prepare(rel, data, settings_dict, skip_if_hash):
     return out, samples
 
 
-def _finish(rel, outcome, trained, settings_dict, stat):
+def _finish(rel, outcome, trained, settings_dict, stat, notes):
     from .dataset import finish_job
-    return finish_job(rel, outcome.prepared, trained, settings_dict, stat, None)
+    return finish_job(rel, outcome.prepared, trained, settings_dict, stat, None, notes)
 
 
 class TrainerActor:
@@ -107,7 +114,7 @@ def run_ray(jobs, run, address=None) -> None:
 
 
 def _drive(ray, jobs, run) -> None:
-    from .dataset import MAX_ATTEMPTS, output_name, write_atomically
+    from .dataset import MAX_ATTEMPTS, output_name, read_input, write_atomically
 
     settings = run.settings
     resources = ray.cluster_resources()
@@ -131,6 +138,7 @@ def _drive(ray, jobs, run) -> None:
     ready = deque()  # (job, outcome ref, samples ref)
     finishing = {}   # ref -> job
     calls = {}       # epoch call ref -> actor record
+    submitted = {}   # sampling or finishing ref -> time.monotonic() at submission
 
     def held():
         return sum(len(a["held"]) for a in actors)
@@ -138,19 +146,32 @@ def _drive(ray, jobs, run) -> None:
     def failed_remote(job, e):
         run.failed(job, f"{job.rel}: {type(e).__name__}: {str(e).strip().splitlines()[-1]}")
 
+    def expire():
+        """Cancel (force: kill the worker process) the tasks over the run's time limit."""
+        now = time.monotonic()
+        for ref, t in list(submitted.items()):
+            if now - t <= run.shape_timeout:
+                continue
+            del submitted[ref]
+            ray.cancel(ref, force=True)
+            if ref in preparing:
+                run.timed_out(preparing.pop(ref)[0], "sampling")
+            else:
+                run.timed_out(finishing.pop(ref), "finishing")
+
     try:
         while queue or preparing or ready or finishing or calls or held():
             run.check()
             while queue and len(preparing) + len(ready) < trainers * K - held() + ahead:
                 job = queue.popleft()
                 try:
-                    with open(job.path, "rb") as fh:
-                        data = fh.read()
-                except OSError as e:
-                    run.failed(job, f"{job.rel}: cannot read ({e.strerror})")
+                    data = read_input(job.path, job.rel)
+                except InputError as e:
+                    run.failed(job, str(e))
                     continue
                 o_ref, s_ref = prepare.remote(job.rel, data, run.settings_dict, job.skip_if_hash)
                 preparing[o_ref] = (job, s_ref)
+                submitted[o_ref] = time.monotonic()
             for a in actors:
                 if a["call"] is not None:
                     continue
@@ -170,6 +191,7 @@ def _drive(ray, jobs, run) -> None:
             if done:
                 done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
             for ref in done:
+                submitted.pop(ref, None)
                 if ref in preparing:
                     job, s_ref = preparing.pop(ref)
                     try:
@@ -204,17 +226,25 @@ def _drive(ray, jobs, run) -> None:
                         continue
                     for trained in finished:
                         job, o_ref, _ = a["held"].pop(trained.key)
-                        finishing[finish.remote(job.rel, o_ref, trained, run.settings_dict,
-                                                job.stat)] = job
-                else:
+                        f_ref = finish.remote(job.rel, o_ref, trained, run.settings_dict, job.stat,
+                                              list(job.notes))
+                        finishing[f_ref] = job
+                        submitted[f_ref] = time.monotonic()
+                elif ref in finishing:
                     job = finishing.pop(ref)
                     try:
                         row, data = ray.get(ref)
                     except ray.exceptions.RayError as e:
                         failed_remote(job, e)
                         continue
-                    write_atomically(os.path.join(run.out_dir, output_name(job.rel)), data)
-                    run.record(row, "converted")
+                    if data is not None:
+                        try:
+                            write_atomically(os.path.join(run.out_dir, output_name(job.rel)), data)
+                        except OSError as e:
+                            run.failed(job, f"{job.rel}: cannot write the output ({e.strerror or e})")
+                            continue
+                    run.finished(row)
+            expire()
     finally:
         for a in actors:
             ray.kill(a["handle"])
