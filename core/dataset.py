@@ -754,10 +754,6 @@ def worker_environment():
                 os.environ[k] = v
 
 
-#: prctl option: the signal a Linux process gets when the thread that started it ends.
-PR_SET_PDEATHSIG = 1
-
-
 def _worker_init(parent_pid: int) -> None:
     """Set up a worker process: it dies with the run and leaves quietly on Ctrl-C.
 
@@ -768,15 +764,10 @@ def _worker_init(parent_pid: int) -> None:
     thread ends the process once the parent is gone.
     """
     import signal
+
+    from .parent_death import die_with_parent
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-        except (OSError, AttributeError):        # no prctl: the watchdog still works
-            pass
-    if os.getppid() != parent_pid:              # the parent died before prctl took effect
-        os._exit(1)
+    die_with_parent(parent_pid, 1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="neural-implicit-watchdog",
                      daemon=True).start()
 

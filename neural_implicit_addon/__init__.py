@@ -1,9 +1,9 @@
 """Neural Implicit: meshes to small neural signed distance fields and back, inside Blender.
 
 Registration only. The modules, one job each: ``properties`` (PropertyGroups), ``bridge`` (Blender
-data <-> core types, the object convention), ``jobs`` (core work off the UI thread), ``operators``
-(convert, remesh), ``file_io`` (import/export, drag and drop), ``panels`` (the sidebar's "Neural"
-tab), ``csg_operators`` / ``csg_panels`` (the CSG stack), ``preferences`` (PyTorch), ``viewport``
+data <-> core types, the object convention), ``jobs`` (core work off the UI thread; conversions
+train in a child process, ``core.child_process``), ``operators`` (convert, remesh), ``file_io``
+(import/export, drag and drop), ``panels`` (the sidebar's "Neural" tab), ``csg_operators`` / ``csg_panels`` (the CSG stack), ``preferences`` (PyTorch), ``viewport``
 (the GPU draw handler). The Blender-free library is the subpackage ``core``. Scripting contract:
 ``Object.neural_implicit`` (``is_implicit``, ``csg``), ``Scene.neural_implicit_settings``,
 ``bpy.ops.object.neural_implicit_convert`` / ``_remesh`` / ``_csg_apply`` (blocking from scripts

@@ -31,6 +31,11 @@ their Empty stays visible to select and move them).
 
 Storage: the network is kept as the exact bytes of our .h5 file, base64 in ``obj.neural_implicit.data``
 with their SHA-256 in ``.key``; decoded networks are cached by key (duplicates share one entry).
+Stored bytes are untrusted (a .blend from anywhere, a script): they are decoded lazily, when
+something first needs the network (drawing, the panel, an operator), never on file open; their size
+is checked before decoding; every decode goes through ``core.fileformat.load_bytes``; and a failure is
+remembered by the SHA-256 of the stored text (:func:`read_problem`), logged once, and answered from
+memory afterwards, so a bad object costs one decode, not one per redraw.
 Blender data is read and written here on the main thread only.
 """
 
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import tempfile
 import time
@@ -50,15 +56,23 @@ import numpy as np
 import bpy
 from mathutils import Matrix
 
-from .core.constants import BOUND_RADIUS
+from .core.constants import BOUND_RADIUS, MESH_RADIUS
 from .core.csg import CSGShape, CSGStep
 from .core.errors import FileFormatError, InputError
-from .core.fileformat import load, save
+from .core.fileformat import MAX_FILE_BYTES, load_bytes, save
 from .core.implicit import Implicit
+
+log = logging.getLogger(__name__)
 
 #: Decoded networks kept in memory (by content key).
 CACHE_SIZE = 64
 _cache: "OrderedDict[str, Implicit]" = OrderedDict()
+#: Stored networks that could not be read: SHA-256 of the stored text -> the message (bounded; a
+#: forgotten entry only costs one more decode).
+FAILED_SIZE = 256
+_failed: "OrderedDict[str, str]" = OrderedDict()
+#: Longest stored text that can hold a valid file (base64 of core.fileformat.MAX_FILE_BYTES).
+MAX_STORED_CHARS = 4 * ((MAX_FILE_BYTES + 2) // 3)
 
 
 # ============================================================================ frames
@@ -121,6 +135,51 @@ def evaluate_world(obj, P) -> np.ndarray:
     return implicit.evaluate_mesh_frame(local) * np.float32(object_scale)
 
 
+# ============================================================================ errors in scene units
+
+def source_radius(obj, implicit: Implicit) -> float:
+    """Radius of the shape the object's network was made from, in scene units: the unit of the
+    unit-sphere frame every error figure is measured in (``MESH_RADIUS / scale`` in the object's
+    frame, times the object's mean scale)."""
+    M = matrix_to_numpy(obj.matrix_world)
+    object_scale = float(np.cbrt(abs(np.linalg.det(M[:3, :3]))))
+    return MESH_RADIUS / implicit.scale * object_scale
+
+
+def scene_length(scene, value: float) -> str:
+    """A length in Blender units written in the scene's unit system ("0.4 mm", "16 thou", or
+    "0.0004 units" where the scene has none)."""
+    us = scene.unit_settings
+    text = bpy.utils.units.to_string(us.system, 'LENGTH', value * us.scale_length, precision=3).strip()
+    return f"{text} units" if us.system == 'NONE' else text
+
+
+def format_error(scene, fraction, radius: float) -> str:
+    """An error figure measured in the unit-sphere frame with both its units: a share of the shape's
+    size and scene units, e.g. "0.21% of size (0.4 mm)"; "n/a" where there is none (no surface)."""
+    from .core.verify import format_fraction
+
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not np.isfinite(fraction):
+        return "n/a"   # no surface (stored as null), or metadata from elsewhere
+    return f"{format_fraction(float(fraction))} of size ({scene_length(scene, float(fraction) * radius)})"
+
+
+def verification_summary(scene, obj) -> str:
+    """One line for reports: the check of the object's network (core.verify, recorded in its file),
+    or the surface error of files made before the check existed."""
+    implicit = implicit_from_object(obj)
+    radius = source_radius(obj, implicit)
+    v = implicit.metadata.get("verification")
+    if not isinstance(v, dict):
+        error = implicit.metadata.get("surface_error")
+        return (f"surface error {format_error(scene, error, radius)} (not checked)"
+                if isinstance(error, (int, float)) else "not checked")
+    line = f"Chamfer {format_error(scene, v.get('chamfer'), radius)}"
+    if isinstance(v.get("sign_agreement"), (int, float)):
+        line += f", sign agreement {100 * v['sign_agreement']:.1f}%"
+    return line
+
+
 # ============================================================================ storage
 
 def implicit_to_bytes(implicit: Implicit) -> bytes:
@@ -132,13 +191,10 @@ def implicit_to_bytes(implicit: Implicit) -> bytes:
             return fh.read()
 
 
-def implicit_from_bytes(data: bytes) -> Implicit:
-    """Inverse of :func:`implicit_to_bytes`; raises FileFormatError for bad bytes."""
-    with tempfile.TemporaryDirectory(prefix="neural_implicit_") as tmp:
-        path = os.path.join(tmp, "implicit.h5")
-        with open(path, "wb") as fh:
-            fh.write(data)
-        return load(path)
+def implicit_from_bytes(data: bytes, name: str = "stored network") -> Implicit:
+    """Inverse of :func:`implicit_to_bytes` (core.fileformat.load_bytes, in memory); raises
+    FileFormatError, naming ``name``, for bad bytes."""
+    return load_bytes(data, name)
 
 
 def content_key(data: bytes) -> str:
@@ -179,23 +235,38 @@ def store_implicit(obj, implicit: Implicit, filepath: Optional[str] = None) -> s
 def implicit_from_object(obj) -> Implicit:
     """The object's network (cached by content key; do not modify it, ``.copy()`` first).
 
-    Raises FileFormatError when the object carries no network or the stored bytes are corrupt.
+    Raises FileFormatError when the object carries no network or the stored bytes cannot be read;
+    the same stored bytes are decoded once, their failure is remembered (module docstring).
     """
     props = obj.neural_implicit
     key = props.key
     if key and key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    data = stored_bytes(obj)
-    if content_key(data) != key:
-        raise FileFormatError(f"{obj.name}: the stored network does not match its content key "
-                              "(edited by hand?)")
+    text = props.data
+    if len(text) > MAX_STORED_CHARS:
+        raise FileFormatError(f"{obj.name}: the stored network is {len(text):,} characters, larger "
+                              f"than any valid file ({MAX_FILE_BYTES:,} bytes); not decoded")
+    fingerprint = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    known = _failed.get(fingerprint)
+    if known is not None:
+        raise FileFormatError(f"{obj.name}: {known}")
     try:
-        implicit = implicit_from_bytes(data)
-    except FileFormatError as exc:
-        raise FileFormatError(f"{obj.name}: {exc}") from None
+        implicit = _decode(obj, key)
+    except InputError as exc:
+        message = str(exc).split(": ", 1)[1] if str(exc).startswith(f"{obj.name}: ") else str(exc)
+        _remember_failure(fingerprint, message, obj.name)
+        raise FileFormatError(f"{obj.name}: {message}") from None
     _remember(key, implicit)
     return implicit
+
+
+def _decode(obj, key: str) -> Implicit:
+    """Decode the object's stored bytes and check them against their content key."""
+    data = stored_bytes(obj)
+    if content_key(data) != key:
+        raise FileFormatError("the stored network does not match its content key (edited by hand?)")
+    return implicit_from_bytes(data, "the stored network")
 
 
 def _remember(key: str, implicit: Implicit) -> None:
@@ -205,8 +276,17 @@ def _remember(key: str, implicit: Implicit) -> None:
         _cache.popitem(last=False)
 
 
+def _remember_failure(fingerprint: str, message: str, name: str) -> None:
+    """Keep a decode failure and say it once in the log (the panel shows it from then on)."""
+    log.warning("neural implicit: cannot read %s: %s", name, message)
+    _failed[fingerprint] = message
+    while len(_failed) > FAILED_SIZE:
+        _failed.popitem(last=False)
+
+
 def clear_cache() -> None:
     _cache.clear()
+    _failed.clear()
     _importance_cache.clear()
 
 

@@ -12,6 +12,12 @@ A job may instead run all its tasks at once with a ``batch`` function (several m
 together as one stack, ``core.batch_train.convert_many``); it returns one result or exception per
 task, and each becomes the same "done" or "error" event as in the one-at-a-time case.
 
+Conversions do not train in this thread: the task starts a child process
+(``core.child_process.convert_in_child``) and the thread supervises it, forwarding its progress,
+killing it on cancel, and turning its death (a native crash, out of memory) into an "error" event,
+so torch can never take Blender and the unsaved scene down. The running child's process id is
+:attr:`Job.child_pid` (:func:`note_child`).
+
 Only one job runs at a time (:func:`active`); :func:`cancel_active` sets its cancel token (Esc, the
 panel's Cancel button, unregistering the add-on, loading another file).
 """
@@ -25,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from .core.child_process import ChildDied, ChildError
 from .core.errors import Cancelled, InputError
 from .core.progress import CancelToken, Progress
 
@@ -59,6 +66,10 @@ def error_message(exc: BaseException) -> str:
     """The message a user sees for an exception raised by core work."""
     if isinstance(exc, InputError):
         return str(exc)
+    if isinstance(exc, ChildDied):
+        return f"{exc}; Blender and your scene are unaffected"
+    if isinstance(exc, ChildError):
+        return f"internal error in the training process ({exc}); the system console has the details"
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "torch":
         return ("PyTorch is not installed: install it in Preferences > Add-ons > Neural Implicit "
                 "(conversion needs it)")
@@ -79,6 +90,7 @@ class Job:
         self.started = None
         self.current = 0                   # index of the task running now
         self.latest: Optional[Progress] = None
+        self.child_pid: Optional[int] = None   # the training process running now, if any
         self.done = threading.Event()
         self._queue: "queue.Queue[Event]" = queue.Queue()
         self._thread: Optional[threading.Thread] = None
@@ -140,7 +152,7 @@ class Job:
 
     def _error_event(self, index: int, exc: BaseException) -> Event:
         task = self.tasks[index]
-        if not isinstance(exc, (InputError, ModuleNotFoundError, MemoryError)):
+        if not isinstance(exc, (InputError, ModuleNotFoundError, MemoryError, ChildDied, ChildError)):
             log.error("neural implicit: %s of %s failed", self.title, task.name, exc_info=exc)
         message = error_message(exc)
         if not message.startswith(task.name):
@@ -205,8 +217,10 @@ class Job:
         p = self.latest
         within = 0.0
         if p is not None:
-            # sampling then training then measuring: give training most of the bar
-            weights = {"sampling": (0.0, 0.2), "training": (0.2, 0.75), "measuring": (0.95, 0.05),
+            # sampling, training, measuring, checking: give training most of the bar (a retry of
+            # a failed check starts the bar again)
+            weights = {"sampling": (0.0, 0.2), "training": (0.2, 0.7), "measuring": (0.9, 0.03),
+                       "checking": (0.93, 0.07), "converting": (0.0, 0.93),   # a whole stack
                        "remeshing": (0.0, 1.0)}
             lo, span = weights.get(p.stage, (0.0, 1.0))
             within = lo + span * min(max(float(p.fraction), 0.0), 1.0)
@@ -248,6 +262,13 @@ def _clear_active(job: Job) -> None:
 def active() -> Optional[Job]:
     """The job running now, or None."""
     return _active
+
+
+def note_child(pid: int) -> None:
+    """Record the child process the running job's task has started (status, tests)."""
+    job = _active
+    if job is not None:
+        job.child_pid = pid
 
 
 def cancel_active() -> bool:

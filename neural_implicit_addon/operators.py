@@ -7,6 +7,12 @@ objects exist), ``invoke`` in a UI session starts it in a thread and follows it 
 soon as it is ready. The scene is only changed when results are applied, so a cancelled or failed
 job leaves it as it was; when some objects were done before a cancel, the operator finishes (one
 undo step) and says how many. Errors from core arrive as ``self.report({'ERROR'}, message)``.
+
+Conversion trains in a child process (``core.child_process``, supervised by the job's thread), which
+runs ``core.convert.convert_checked``: every network is checked against its mesh (core.verify) and
+retried with the next seed when it fails. A failure, or the child's death, is an ERROR report with the
+scene untouched; each applied object gets an INFO report with its check (errors as a share of the
+shape's size and in scene units) and a WARNING per warning of the check (e.g. an open mesh).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class JobOperator:
     _timer = None
     _applied = 0
     _errors = None
+    _notes = None     # (kind, message) reports of applied results: the check's figures, warnings
 
     # subclasses: make_job(context) -> Job | None (reports and returns None when nothing to do);
     # apply(context, task, result); title / noun for messages
@@ -114,6 +121,7 @@ class JobOperator:
     def _prepare(self, context):
         self._applied = 0
         self._errors = []
+        self._notes = []
         self._cancelled = False
         if jobs.active() is not None:
             self.report({'ERROR'}, "A neural implicit job is already running")
@@ -154,6 +162,8 @@ class JobOperator:
 
     def _finish(self, context, job) -> set:
         total = len(job.tasks)
+        for kind, message in self._notes:
+            self.report(kind, message)
         for message in self._errors:
             self.report({'ERROR'}, message)
         if self._cancelled:
@@ -187,61 +197,43 @@ class SizeMode:
     def from_scene(cls, s) -> "SizeMode":
         return cls(s.size_mode, float(f"{s.target_error:.7g}"), int(s.budget_bytes))
 
-    def convert(self, mesh, settings, progress, cancel):
-        """core's conversion for this mode (runs in the worker)."""
-        if self.mode == "TARGET_ERROR":
-            from .core.sizing import convert_to_target_error
-            return convert_to_target_error(mesh, self.target_error, settings, progress, cancel)
-        if self.mode == "BUDGET":
-            from .core.budget import convert_to_budget
-            return convert_to_budget(mesh, self.budget_bytes, settings, progress, cancel)
-        from .core.convert import convert_mesh
-        return convert_mesh(mesh, settings, progress=progress, cancel=cancel)
+    def arguments(self) -> dict:
+        """The size arguments of core.convert.convert_checked for this mode."""
+        return {"target_error": self.target_error if self.mode == "TARGET_ERROR" else None,
+                "budget_bytes": self.budget_bytes if self.mode == "BUDGET" else None}
+
+
+def _shape(arrays: bridge.MeshArrays):
+    from .core.child_process import ShapeInput
+    return ShapeInput(arrays.name, arrays.V, arrays.F, arrays.weights)
 
 
 def _convert_task(arrays: bridge.MeshArrays, settings, size: SizeMode = SizeMode()):
-    """The worker's part of converting one mesh (no Blender data inside)."""
+    """The worker's part of converting one mesh: a child process trains and checks it
+    (core.child_process; no Blender data inside)."""
 
     def run(progress, cancel):
-        from .core.mesh import mesh_from_arrays
-
-        mesh = mesh_from_arrays(arrays.V, arrays.F, name=arrays.name, vertex_weights=arrays.weights)
-        return size.convert(mesh, settings, progress, cancel)
+        from .core import child_process
+        [outcome] = child_process.convert_in_child(
+            [_shape(arrays)], settings, **size.arguments(), progress=progress, cancel=cancel,
+            on_start=jobs.note_child)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     return jobs.Task(arrays.name, run, {"importance": arrays.importance})
 
 
 def _convert_batch(arrays_list: list, settings):
-    """The worker's part of converting several meshes as one stack of networks trained together
-    (core.batch_train.convert_many: the same result per mesh as converting it alone, faster).
-    A mesh that fails validation fails alone; the others still convert."""
+    """The worker's part of converting several meshes as one stack of networks trained together in
+    one child process (core.batch_train.convert_many there: the same result per mesh as converting it
+    alone, faster; each network is then checked alone). A mesh that fails fails alone."""
 
     def run(progress, cancel):
-        from .core.batch_train import convert_many
-        from .core.convert import convert_mesh
-        from .core.mesh import mesh_from_arrays
-
-        outcomes, meshes, where = [None] * len(arrays_list), [], []
-        for i, a in enumerate(arrays_list):
-            try:
-                meshes.append(mesh_from_arrays(a.V, a.F, name=a.name, vertex_weights=a.weights))
-                where.append(i)
-            except InputError as exc:
-                outcomes[i] = exc
-        try:
-            results = convert_many(meshes, settings, shapes_per_batch=len(meshes),
-                                   progress=progress, cancel=cancel)
-        except InputError:
-            # one mesh could not be sampled: convert one at a time so only that one fails
-            results = []
-            for m in meshes:
-                try:
-                    results.append(convert_mesh(m, settings, progress=progress, cancel=cancel))
-                except InputError as exc:
-                    results.append(exc)
-        for i, r in zip(where, results):
-            outcomes[i] = r
-        return outcomes
+        from .core import child_process
+        return child_process.convert_in_child(
+            [_shape(a) for a in arrays_list], settings, together=True, progress=progress,
+            cancel=cancel, on_start=jobs.note_child)
 
     return run
 
@@ -287,6 +279,9 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
         source = bpy.data.objects.get(task.name)
         collections = tuple(source.users_collection) if source is not None else ()
         obj = bridge.new_implicit_object(f"{task.name}_implicit", result.implicit, collections)
+        self._notes.append(({'INFO'}, f"{obj.name}: "
+                            + bridge.verification_summary(context.scene, obj)))
+        self._notes.extend(({'WARNING'}, f"{task.name}: {w}") for w in result.warnings)
         obj.neural_implicit.source = source
         view_layer = context.view_layer
         deselect = ()

@@ -134,6 +134,43 @@ def _fmt_bytes(n: int) -> str:
     return f"{n:,} B" if n < 10_000 else f"{n / 1024:,.1f} KiB"
 
 
+def _share(fraction) -> str:
+    """A unit-sphere-frame figure as a share of the shape's size ("0.30% of size")."""
+    from .core.verify import format_fraction
+    return f"{format_fraction(float(fraction))} of size" if isinstance(fraction, (int, float)) else "-"
+
+
+def check_rows(scene, obj, implicit) -> list:
+    """(label, value) rows of the result check recorded in the file (core.verify), every distance with
+    its units; files from before the check show their surface error, also with units."""
+    v = implicit.metadata.get("verification")
+    radius = bridge.source_radius(obj, implicit)
+    if not isinstance(v, dict):
+        error = implicit.metadata.get("surface_error")
+        return [("Surface Error", bridge.format_error(scene, error, radius)
+                 if isinstance(error, (int, float)) else "-"), ("Check", "not checked")]
+    sign = v.get("sign_agreement")
+    near = v.get("sign_agreement_near")
+    state = "passed" if v.get("passed") else "failed"
+    if v.get("passed") and v.get("warnings"):
+        state = "passed, with warnings"
+    if isinstance(v.get("attempts"), int) and v["attempts"] > 1:
+        state += f" (attempt {v['attempts']})"
+    return [("Chamfer", bridge.format_error(scene, v.get("chamfer"), radius)),
+            ("Sign Agreement", "-" if not isinstance(sign, (int, float)) else f"{100 * sign:.1f}%"
+             + (f" ({100 * near:.1f}% near)" if isinstance(near, (int, float)) else "")),
+            ("Check", state)]
+
+
+def check_notes(implicit) -> list:
+    """(icon, text) lines under the rows: the check's problems and warnings (e.g. an open mesh)."""
+    v = implicit.metadata.get("verification")
+    if not isinstance(v, dict):
+        return []
+    return ([('ERROR', str(p)) for p in v.get("problems") or ()]
+            + [('INFO', str(w)) for w in v.get("warnings") or ()])
+
+
 class NI_PT_implicit(NeuralPanel, bpy.types.Panel):
     bl_label = "Implicit"
     bl_order = 2
@@ -148,8 +185,8 @@ class NI_PT_implicit(NeuralPanel, bpy.types.Panel):
         props = obj.neural_implicit
         try:
             implicit = bridge.implicit_from_object(obj)
-        except InputError as exc:
-            layout.label(text=str(exc), icon='ERROR')
+        except InputError as exc:   # decoded once, then remembered (bridge): no retry per redraw
+            layout.label(text=f"Cannot read: {exc}", icon='ERROR')
             return
         a = implicit.architecture
         meta = implicit.metadata
@@ -161,21 +198,24 @@ class NI_PT_implicit(NeuralPanel, bpy.types.Panel):
             ("Parameters", f"{a.parameters:,}"),
             ("Weights", f"{_fmt_bytes(implicit.weight_bytes)} ({implicit.storage})"),
             ("Stored", _fmt_bytes(len(props.data) * 3 // 4)),
-            ("Surface Error", f"{meta['surface_error']:.5f}" if "surface_error" in meta else "-"),
+            *check_rows(context.scene, obj, implicit),
             ("Training", f"{jobs.format_seconds(timings['training'])}" if "training" in timings else "-"),
             ("Device", str(meta.get("device", "-"))),
         ]
-        if "sizing" in meta:
+        if isinstance(meta.get("sizing"), dict):
             sz = meta["sizing"]
-            rows.append(("Target Error", f"{sz['target']:g} "
-                         + ("reached" if sz["reached"] else f"not reached ({len(sz['tried'])} sizes)")))
-        if "budget" in meta:
-            rows.append(("Byte Budget", f"{meta['budget']['weight_bytes']:,} of "
-                                        f"{meta['budget']['budget_bytes']:,} B"))
+            rows.append(("Target Error", f"{_share(sz.get('target'))} "
+                         + ("reached" if sz.get("reached")
+                            else f"not reached ({len(sz.get('tried') or ())} sizes)")))
+        if isinstance(meta.get("budget"), dict):
+            rows.append(("Byte Budget", f"{meta['budget'].get('weight_bytes', 0):,} of "
+                                        f"{meta['budget'].get('budget_bytes', 0):,} B"))
         for label, value in rows:
             split = col.split(factor=0.4)
             split.label(text=label)
             split.label(text=value)
+        for kind, text in check_notes(implicit):
+            layout.label(text=text, icon=kind)
         if props.filepath:
             layout.label(text=f"File: {os.path.basename(props.filepath)}", icon='FILE')
         error = viewport.renderer().errors.get(props.key) if viewport.renderer() else None

@@ -116,8 +116,9 @@ def _settings_class():
             description="How the network's size is chosen"),
         target_error=FloatProperty(
             name="Target Error", default=0.003, min=1e-5, max=0.5, precision=4, step=0.01,
-            description="Surface error to reach (mean |f| on the surface, unit-sphere frame; the "
-                        "paper reports 0.003 for 93% of Thingi10K at 8 x 32)"),
+            description="Surface error to reach: mean |f| on the surface as a share of the shape's "
+                        "size (its centre to its farthest vertex; 0.003 = 0.3%). The paper reports "
+                        "0.003 for 93% of Thingi10K at 8 x 32"),
         budget_bytes=IntProperty(
             name="Byte Budget", default=30_000, min=1_000, max=100_000_000,
             description="Bytes the stored network may take (weights, biases, scales and transform)"),

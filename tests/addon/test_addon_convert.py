@@ -243,13 +243,14 @@ def test_undo_removes_the_implicit_and_shows_the_source_again(ni):
 
 
 def test_converting_several_objects_trains_them_together(ni, monkeypatch):
-    """Several selected meshes go through core.batch_train.convert_many (one stack of networks)."""
+    """Several selected meshes go to one child process as one stack of networks (core.batch_train.
+    convert_many runs there, core.child_process with ``together``), each checked afterwards."""
     bpy = ni.bpy
     calls = []
-    batch_train = importlib.import_module(ni.bridge.__name__.rsplit(".", 1)[0] + ".core.batch_train")
-    original = batch_train.convert_many
-    monkeypatch.setattr(batch_train, "convert_many",
-                        lambda meshes, *a, **k: calls.append(len(meshes)) or original(meshes, *a, **k))
+    child_process = importlib.import_module(ni.bridge.__name__.rsplit(".", 1)[0] + ".core.child_process")
+    original = child_process.convert_in_child
+    monkeypatch.setattr(child_process, "convert_in_child", lambda shapes, *a, **k: calls.append(
+        (len(shapes), k.get("together"))) or original(shapes, *a, **k))
     new_scene(bpy, epochs=2)
     add_suzanne(bpy, location=(-3.0, 0.0, 0.0))
     bpy.ops.mesh.primitive_ico_sphere_add(location=(3.0, 0.0, 0.0))
@@ -259,7 +260,8 @@ def test_converting_several_objects_trains_them_together(ni, monkeypatch):
         obj = bpy.data.objects[f"{name}_implicit"]
         assert obj.neural_implicit.is_implicit and obj.location.x == pytest.approx(x, abs=1e-4)
         assert bpy.data.objects[name].hide_get()
-    assert calls == [2]
+        assert ni.bridge.implicit_from_object(obj).metadata["verification"]["passed"]
+    assert calls == [(2, True)]
 
 
 def region_error(ni, obj, mesh_world, selected):

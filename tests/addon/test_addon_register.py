@@ -2,12 +2,14 @@
 the scene settings are derived from core's ConversionSettings; the sidebar panels draw."""
 
 import importlib
+import re
 import sys
 from dataclasses import fields
 
 import pytest
 
-SETTINGS = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=2, lr=1e-2, batch_size=512,
+#: Small but passing the result check on Suzanne (2 epochs fail it since conversions are checked).
+SETTINGS = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,
                 threads=1)
 
 
@@ -138,3 +140,5 @@ def test_panels_draw_for_a_mesh_and_for_an_implicit(blender):
     texts = draw_panels(blender)
     assert any("Show Source (Suzanne)" == t for t in texts), texts
     assert "Remesh" in texts and "Export .h5" in texts
+    assert "Chamfer" in texts and any(re.fullmatch(r"[\d.]+% of size \([\d.]+ c?m\)", t)
+                                      for t in texts), texts
