@@ -7,11 +7,14 @@
     python build.py wheels             download the wheels blender_manifest.toml lists into wheels/
     python build.py test [pytest args] run the test suite, e.g. ``python build.py test -k remesh``
     python build.py demo [args]        run ``python -m core demo``
+    python build.py gpu-check [args]   run bench/gpu_check.py (the figures that need an NVIDIA GPU)
 
 Every command first makes sure ``.venv`` holds requirements.txt (pip runs only when the file's hash
 differs from ``.venv/requirements.sha256``) and then runs itself again inside it, so a fresh clone
 needs nothing but Python 3.11 and network access. Blender's builder and validator come from the
-``bpy`` wheel installed there.
+``bpy`` wheel installed there. Except ``gpu-check``: it runs with the Python that runs build.py,
+because the GPU machines lent for it have no network and no .venv (bench/gpu_check.py says what is
+missing there, and installs it only with ``--install``).
 
 The extension zip holds the manifest, the add-on package (neural_implicit_addon/) at its root, a
 copy of the Blender-free ``core`` package as its subpackage ``core`` and the wheels of libigl, scipy
@@ -260,12 +263,21 @@ def build(platforms: list[str] | None = None, split: bool = True,
 
 
 # ---------------------------------------------------------------------------------------------------
+# GPU check
+
+def gpu_check(args: list[str]) -> int:
+    """Run bench/gpu_check.py with the current interpreter: a lent GPU machine has no .venv and no
+    network to build one, so this command never calls ensure_venv()."""
+    return subprocess.call([sys.executable, str(ROOT / "bench" / "gpu_check.py"), *args], cwd=ROOT)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Command line
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="\n\n".join(__doc__.split("\n\n")[:2]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{build,wheels,test,demo}")
+    sub = parser.add_subparsers(dest="command", metavar="{build,wheels,test,demo,gpu-check}")
     p_build = sub.add_parser("build", help="build and validate dist/*.zip (the default)")
     p_build.add_argument("--platform", action="append", dest="platforms", metavar="NAME",
                          help="only this Blender platform, e.g. linux-x64 (repeatable; 'this' = %s)"
@@ -275,11 +287,15 @@ def main(argv: list[str]) -> int:
     sub.add_parser("wheels", help="download the wheels the manifest lists into wheels/")
     sub.add_parser("test", add_help=False, help="run pytest on tests/ (extra arguments go to pytest)")
     sub.add_parser("demo", add_help=False, help="run `python -m core demo` (extra arguments go to it)")
+    sub.add_parser("gpu-check", add_help=False,
+                   help="run bench/gpu_check.py with this Python, no .venv (extra arguments go to it)")
     parser.set_defaults(platforms=None, single_zip=False)
     args, extra = parser.parse_known_args(argv)
     command = args.command or "build"
-    if extra and command not in ("test", "demo"):
+    if extra and command not in ("test", "demo", "gpu-check"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if command == "gpu-check":
+        return gpu_check(extra)
 
     ensure_venv()
     if not in_venv():

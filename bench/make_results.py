@@ -254,6 +254,92 @@ def extraction(out):
         return fh.read().strip()
 
 
+# ----------------------------------------------------------------------------- GPU figures (issue 15)
+
+#: The GPU check's JSON, committed next to the page: bench/out/ is git-ignored and scratch, but a GPU
+#: machine is lent rarely and for minutes, so its one run cannot be redone at will; the file that
+#: backs the figures must be kept with them. Copy ``python build.py gpu-check``'s output here.
+GPU_CHECK_JSON = os.path.join(ROOT, "docs", "gpu_check.json")
+GPU_NOT_MEASURED = "Not measured yet: no GPU was available."
+
+
+def _num(x, fmt):
+    return format(x, fmt) if isinstance(x, (int, float)) else "-"
+
+
+def _gpu_failures(steps):
+    return [f"{name}: {r['status']} ({r.get('error')})" for name, r in steps.items()
+            if r.get("status") != "ok"]
+
+
+def gpu_tables(d):
+    """Markdown tables of one bench/gpu_check.py run, any device (the caller decides what to show)."""
+    steps = d.get("steps", {})
+    parts = []
+    conv = [(label, steps[n]) for n, label in (("convert", "default settings"),
+                                                ("budget", f"budget mode, {steps.get('budget', {}).get('budget_bytes', 30_000):,} B"))
+            if n in steps and "seconds_total" in steps[n]]
+    if conv:
+        parts.append(format_table(
+            ["conversion", "mesh", "network", "total s", "sampling s", "training s", "surface error",
+             "Chamfer", "Hausdorff", "p99", "remesh s", "weight bytes", "GPU peak MB"],
+            [[label, r.get("mesh"), r.get("architecture"), _num(r["seconds_total"], ".1f"),
+              _num(r.get("seconds_sampling"), ".1f"), _num(r.get("seconds_training"), ".1f"),
+              _num(r.get("surface_error"), ".5f"), _num(r.get("chamfer"), ".5f"),
+              _num(r.get("hausdorff"), ".4f"), _num(r.get("p99"), ".4f"),
+              _num(r.get("remesh_seconds"), ".2f"), _num(r.get("weight_bytes"), ",d"),
+              _num(r.get("gpu_peak_mb"), ".0f")] for label, r in conv]))
+    runs = steps.get("stacked", {}).get("runs", [])
+    if runs:
+        parts.append(format_table(
+            ["shapes per stack", "shapes", "converted", "failed", "seconds", "shapes per hour", "recipe"],
+            [[r["shapes_per_batch"], r["shapes"], r.get("converted", "-"), r.get("failed", "-"),
+              _num(r.get("seconds"), ".1f"),
+              _num(r.get("shapes_per_hour"), ",.0f") if r.get("status") == "ok" else
+              f"{_num(r.get('shapes_per_hour_partial'), ',.0f')} (stopped: {r.get('error')})",
+              f"{r['recipe']['samples']:,} samples, pool {r['recipe']['pool']:,}, {r['recipe']['epochs']} epochs"]
+             for r in runs]))
+    vp = steps.get("viewport", {})
+    tracers = [(name, vp[key]) for key, name in (("gpu_tracer", "viewport shader (Blender GPU)"),
+                                                 ("numpy_tracer", "core.trace (numpy, CPU)")) if key in vp]
+    if tracers:
+        parts.append(format_table(
+            ["tracer", "size", "ms per frame", "evaluations per s", "steps per traced pixel", "renderer"],
+            [[name, f"{t['width']}x{t['height']}", _num(t["ms_per_frame"], ".1f"),
+              _num(t.get("evaluations_per_s"), ",.0f"), _num(t.get("steps_per_traced_pixel"), ".1f"),
+              t.get("renderer", "-")] if "ms_per_frame" in t else
+             [name, "-", f"not measured: {t.get('error')}", "-", "-", "-"] for name, t in tracers]))
+    failures = _gpu_failures(steps)
+    if failures:
+        parts.append("Steps that did not finish: " + "; ".join(failures) + ".")
+    if not parts:
+        raise KeyError("the GPU check's JSON holds no finished step")
+    return "\n\n".join(parts)
+
+
+def gpu_check_section(path=GPU_CHECK_JSON):
+    """The GPU section: the tables of a full run on CUDA, else the sentence saying there is none
+    (a --quick or --device cpu run tests plumbing; its figures are never shown as GPU figures)."""
+    if not os.path.exists(path):
+        return GPU_NOT_MEASURED
+    with open(path) as fh:
+        d = json.load(fh)
+    if not d.get("available") or d.get("device") != "cuda" or d.get("mode") != "full":
+        why = d.get("reason") or f"the JSON is a {d.get('mode')} run on {d.get('device')}"
+        return f"{GPU_NOT_MEASURED} ({why})"
+    env = d.get("environment", {})
+    head = (f"Measured {d.get('finished_at', '?')} on {env.get('device_name', '?')} with "
+            f"{env.get('cpu_count', '?')} CPU cores, torch {env.get('torch', '?')}, CUDA "
+            f"{env.get('torch_cuda', '?')}, in {_num(d.get('wall_seconds'), '.0f')} s "
+            f"(`python build.py gpu-check`; JSON: docs/gpu_check.json).")
+    return head + "\n\n" + gpu_tables(d)
+
+
+def gpu_check(out):
+    """Generator of the ``gpu_check`` block; reads the committed docs/gpu_check.json, not ``out``."""
+    return gpu_check_section(GPU_CHECK_JSON)
+
+
 GENERATORS = {
     "accuracy": accuracy, "equal_bytes": equal_bytes, "equal_bytes_bytes": equal_bytes_bytes,
     "equal_bytes_seeds": equal_bytes_seeds, "rate_distortion": rate_distortion,
@@ -264,7 +350,7 @@ GENERATORS = {
     "activations": _simple("activations", "activations.json"),
     "speedups": _simple("speedups", "speedups.json"),
     "sizing": sizing, "extraction": extraction, "headline": headline,
-    "core_targets": core_targets,
+    "core_targets": core_targets, "gpu_check": gpu_check,
 }
 
 
