@@ -15,7 +15,6 @@ thresholds act on, and whether it passed; docs/algorithms.md ("Checking the resu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
