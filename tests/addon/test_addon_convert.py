@@ -276,26 +276,28 @@ def region_error(ni, obj, mesh_world, selected):
 
 
 def test_vertex_selection_lowers_the_error_in_the_selected_region(ni):
-    """Suzanne's right ear selected, strength 50: measured error ratios 0.17-0.35 over seeds 0-3 (0.32-0.78
-    at the default strength 10, where single small networks vary too much for a test)."""
+    """Suzanne's right ear selected, strength 50: the error there falls. Summed over seeds 0 and 1,
+    because one small network's error varies by 2x between seeds (core, same settings: ratios 0.30
+    and 0.26 at seeds 0 and 1; NONE errors 0.067 and 0.103)."""
     bpy = ni.bpy
-    errors = {}
-    for source in ('NONE', 'SELECTION'):
-        new_scene(bpy, importance_strength=50.0)
-        src = add_suzanne(bpy)
-        selected = vertices_world(src)[:, 0] > 1.0      # her right ear (29 vertices)
-        src.data.vertices.foreach_set("select", selected)
-        src.neural_implicit.importance_source = source
-        arrays = ni.bridge.evaluated_mesh_arrays(src, bpy.context.evaluated_depsgraph_get())
-        if source == 'SELECTION':
-            assert np.array_equal(arrays.weights, selected.astype(float))
-            assert ni.bridge.importance_summary(src)[1:3] == (29, len(src.data.vertices))
-        else:
-            assert arrays.weights is None
-        assert bpy.ops.object.neural_implicit_convert() == {'FINISHED'}
-        mesh = ni.core_mesh.mesh_from_arrays(arrays.V, arrays.F)
-        errors[source] = region_error(ni, bpy.data.objects["Suzanne_implicit"], mesh, selected)
-    print("surface error in the selected region:", errors)
+    errors = {'NONE': 0.0, 'SELECTION': 0.0}
+    for seed in (0, 1):
+        for source in ('NONE', 'SELECTION'):
+            new_scene(bpy, importance_strength=50.0, seed=seed)
+            src = add_suzanne(bpy)
+            selected = vertices_world(src)[:, 0] > 1.0      # her right ear (29 vertices)
+            src.data.vertices.foreach_set("select", selected)
+            src.neural_implicit.importance_source = source
+            arrays = ni.bridge.evaluated_mesh_arrays(src, bpy.context.evaluated_depsgraph_get())
+            if source == 'SELECTION':
+                assert np.array_equal(arrays.weights, selected.astype(float))
+                assert ni.bridge.importance_summary(src)[1:3] == (29, len(src.data.vertices))
+            else:
+                assert arrays.weights is None
+            assert bpy.ops.object.neural_implicit_convert() == {'FINISHED'}
+            mesh = ni.core_mesh.mesh_from_arrays(arrays.V, arrays.F)
+            errors[source] += region_error(ni, bpy.data.objects["Suzanne_implicit"], mesh, selected)
+    print("surface error in the selected region (sum of seeds 0 and 1):", errors)
     assert errors['SELECTION'] < 0.6 * errors['NONE']
 
 
