@@ -96,10 +96,16 @@ def _patch_popen_rusage() -> None:
     subprocess.Popen._try_wait = try_wait
 
 
+def _folder(tmp: str, name: str) -> str:
+    path = os.path.join(tmp, name)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 def file_rows(tmp: str) -> list[dict]:
     from hostile.files import cases
     rows = []
-    for c in cases(os.path.join(tmp, "files")):
+    for c in cases(_folder(tmp, "files")):
         out = os.path.join(tmp, "out-files", c.name + ".h5")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         args = ["info", c.path] if c.reader == "load" else ["import-paper", c.path, "-o", out]
@@ -110,7 +116,7 @@ def file_rows(tmp: str) -> list[dict]:
 def mesh_rows(tmp: str) -> list[dict]:
     from hostile.meshes import cases
     rows = []
-    for c in cases(os.path.join(tmp, "meshes")):
+    for c in cases(_folder(tmp, "meshes")):
         out = os.path.join(tmp, "out-meshes", c.name + ".h5")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         rows.append(_row("mesh file", c, run_core(["convert", c.path, "-o", out, *SMALL])))
@@ -120,7 +126,7 @@ def mesh_rows(tmp: str) -> list[dict]:
 def network_rows(tmp: str) -> list[dict]:
     from hostile.networks import cases
     rows = []
-    for c in cases(os.path.join(tmp, "networks")):
+    for c in cases(_folder(tmp, "networks")):
         out = os.path.join(tmp, "out-networks", c.name + ".obj")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         rows.append(_row("network to remesh", c, run_core(["remesh", c.path, "-o", out])))
@@ -132,7 +138,7 @@ def folder_rows(tmp: str) -> list[dict]:
     from core.dataset import read_manifest
     from hostile.folders import cases, row_matches
     groups = defaultdict(list)
-    for c in cases(os.path.join(tmp, "folders")):
+    for c in cases(_folder(tmp, "folders")):
         groups[(c.in_dir, c.out_dir, c.shape_timeout)].append(c)
     rows = []
     for (in_dir, out_dir, timeout), group in groups.items():
