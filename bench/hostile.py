@@ -22,6 +22,7 @@ docs/trust.md records the table.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import subprocess
 import sys
@@ -102,35 +103,28 @@ def _folder(tmp: str, name: str) -> str:
     return path
 
 
+def single_rows(tmp: str, kind: str, module: str, command) -> list[dict]:
+    """One command per crafted input of ``tests/hostile/<module>.py``; ``command(case, out_stem)``
+    gives its arguments (``out_stem``: a fresh output path without extension)."""
+    cases = importlib.import_module(f"hostile.{module}").cases
+    out_dir = _folder(tmp, "out-" + module)
+    return [_row(kind, c, run_core(command(c, os.path.join(out_dir, c.name))))
+            for c in cases(_folder(tmp, module))]
+
+
 def file_rows(tmp: str) -> list[dict]:
-    from hostile.files import cases
-    rows = []
-    for c in cases(_folder(tmp, "files")):
-        out = os.path.join(tmp, "out-files", c.name + ".h5")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        args = ["info", c.path] if c.reader == "load" else ["import-paper", c.path, "-o", out]
-        rows.append(_row("h5 file", c, run_core(args)))
-    return rows
+    return single_rows(tmp, "h5 file", "files", lambda c, out: (
+        ["info", c.path] if c.reader == "load" else ["import-paper", c.path, "-o", out + ".h5"]))
 
 
 def mesh_rows(tmp: str) -> list[dict]:
-    from hostile.meshes import cases
-    rows = []
-    for c in cases(_folder(tmp, "meshes")):
-        out = os.path.join(tmp, "out-meshes", c.name + ".h5")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        rows.append(_row("mesh file", c, run_core(["convert", c.path, "-o", out, *SMALL])))
-    return rows
+    return single_rows(tmp, "mesh file", "meshes",
+                       lambda c, out: ["convert", c.path, "-o", out + ".h5", *SMALL])
 
 
 def network_rows(tmp: str) -> list[dict]:
-    from hostile.networks import cases
-    rows = []
-    for c in cases(_folder(tmp, "networks")):
-        out = os.path.join(tmp, "out-networks", c.name + ".obj")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        rows.append(_row("network to remesh", c, run_core(["remesh", c.path, "-o", out])))
-    return rows
+    return single_rows(tmp, "network to remesh", "networks",
+                       lambda c, out: ["remesh", c.path, "-o", out + ".obj"])
 
 
 def folder_rows(tmp: str) -> list[dict]:

@@ -19,32 +19,16 @@ import os
 import sys
 import time
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from core import jsonsafe  # noqa: E402
-from core.implicit import Architecture, Implicit  # noqa: E402
+from core.implicit import Implicit  # noqa: E402
 from core.verify import verify  # noqa: E402
+from hostile.networks import constant, negated  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-
-
-def negated(imp: Implicit) -> Implicit:
-    Ws = [w.copy() for w in imp.weights]
-    bs = [b.copy() for b in imp.biases]
-    Ws[-1] *= -1
-    bs[-1] *= -1
-    return Implicit(imp.architecture, Ws, bs, imp.transform)
-
-
-def constant(value: float, transform) -> Implicit:
-    arch = Architecture(layers=2, hidden=4)
-    Ws = [np.zeros(s, np.float32) for s in arch.layer_shapes()]
-    bs = [np.zeros(s[0], np.float32) for s in arch.layer_shapes()]
-    bs[-1][:] = value
-    return Implicit(arch, Ws, bs, transform)
 
 
 def row(mesh_name: str, kind: str, imp: Implicit, mesh) -> dict:

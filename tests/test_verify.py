@@ -8,12 +8,12 @@ import pytest
 import core.convert as convert_module
 from core.convert import ConversionFailed, convert_checked
 from core.errors import InputError
-from core.implicit import Architecture, Implicit
 from core.jsonsafe import dumps, finite_or_none
 from core.mesh import mesh_from_arrays
 from core.settings import ConversionSettings
 from core.verify import boundary_edge_count, format_fraction, verify
 from helpers import icosphere, trained_ball
+from hostile.networks import constant, negated, overflow_relu
 
 TINY = ConversionSettings(layers=3, hidden=32, pool=200_000, samples=40_000, epochs=6,
                           batch_size=1024, lr=1e-2, threads=1)
@@ -24,24 +24,6 @@ def ball():
     """A network of |x| - 0.5 (identity transform) and its source sphere."""
     V, F = icosphere(4, 0.5)
     return trained_ball(20_000), mesh_from_arrays(V, F)
-
-
-def constant(value: float) -> Implicit:
-    """A network that outputs tanh(value) everywhere: what a collapsed training leaves."""
-    arch = Architecture(layers=2, hidden=4)
-    Ws = [np.zeros(s, np.float32) for s in arch.layer_shapes()]
-    bs = [np.zeros(s[0], np.float32) for s in arch.layer_shapes()]
-    bs[-1][:] = value
-    return Implicit(arch, Ws, bs)
-
-
-def negated(imp: Implicit) -> Implicit:
-    """The same network with inside and outside swapped."""
-    Ws = [w.copy() for w in imp.weights]
-    bs = [b.copy() for b in imp.biases]
-    Ws[-1] *= -1
-    bs[-1] *= -1
-    return Implicit(imp.architecture, Ws, bs, imp.transform)
 
 
 def test_healthy_network_passes(ball):
@@ -75,11 +57,7 @@ def test_inverted_network_fails(ball):
 
 def test_overflowing_network_is_reported_not_read_as_inside(ball):
     _, mesh = ball
-    arch = Architecture(layers=2, hidden=2)
-    Ws = [np.full((2, 3), 1e30, np.float32), np.array([[1e30, 1e30], [1e30, 1e30]], np.float32),
-          np.array([[1e30, -1e30]], np.float32)]
-    bs = [np.zeros(2, np.float32), np.zeros(2, np.float32), np.zeros(1, np.float32)]
-    v = verify(Implicit(arch, Ws, bs), mesh)
+    v = verify(overflow_relu(), mesh)
     assert not v.passed and "NaN or infinity" in v.problems[0]
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -32,15 +31,7 @@ import numpy as np
 from core.fileformat import checksum, legacy_checksum, save
 from core.implicit import Architecture, Implicit
 
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    class_name: str
-    path: str
-    expected: str
-    reader: str = "load"
-    needle: str = ""
+from . import Case
 
 
 SMALL = Architecture(2, 8)
@@ -232,7 +223,7 @@ def outside_cases(tmpdir) -> list[Case]:
         out.append(Case("external_storage_fifo", "outside", _edit(tmpdir, "efile_fifo", external_raw(fifo)),
                         "error", needle="external file"))
         out.append(Case("path_is_fifo", "outside", fifo, "error", needle="regular file"))
-        out.append(Case("paper_path_is_fifo", "outside", fifo, "error", "paper", "regular file"))
+        out.append(Case("paper_path_is_fifo", "outside", fifo, "error", reader="paper", needle="regular file"))
     out.append(Case("path_is_directory", "outside", str(tmpdir), "error", needle="directory"))
     out.append(Case("path_missing", "outside", os.path.join(tmpdir, "missing.h5"), "error",
                     needle="no such file"))
@@ -411,13 +402,13 @@ def paper_cases(tmpdir) -> list[Case]:
     def p(name):
         return os.path.join(tmpdir, f"keras_{name}.h5")
     k = _kernels([3, 8, 8, 1])
-    out = [Case("keras_valid", "valid", keras_file(p("valid"), k), "ok", "paper"),
+    out = [Case("keras_valid", "valid", keras_file(p("valid"), k), "ok", reader="paper"),
            Case("keras_constant", "valid", keras_file(p("constant"), [np.zeros_like(a) for a in k]), "ok",
-                "paper")]
+                reader="paper")]
 
     def L(name, cls, needle, **kw):
-        out.append(Case(f"keras_{name}", cls, keras_file(p(name), **{"kernels": k, **kw}), "error", "paper",
-                        needle))
+        out.append(Case(f"keras_{name}", cls, keras_file(p(name), **{"kernels": k, **kw}), "error",
+                        reader="paper", needle=needle))
 
     def replace(where, **create):
         return lambda f: _replace(f, where, **create)
@@ -439,7 +430,7 @@ def paper_cases(tmpdir) -> list[Case]:
     L("broken_chain", "spec", "expected", kernels=_kernels([3, 8, 9, 1]))
     out.append(Case("keras_unequal_widths", "spec", keras_file(p("unequal"), [k[0], _kernels([8, 16])[0],
                                                                                _kernels([16, 1])[0]]),
-                    "error", "paper", "equal"))
+                    "error", reader="paper", needle="equal"))
     nan = [a.copy() for a in k]
     nan[1][0, 0] = np.nan
     L("nan_kernel", "spec", "nan", kernels=nan)

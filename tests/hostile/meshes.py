@@ -25,18 +25,10 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    class_name: str
-    path: str
-    expected: str
-    needle: str = ""
+from . import Case
 
 
 #: A closed tetrahedron, the base shape of the geometric cases.

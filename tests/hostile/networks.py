@@ -30,22 +30,31 @@ Each builder is also exposed on its own (``sawtooth_relu()`` ...) returning the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from core.fileformat import save
 from core.implicit import Architecture, Implicit
 
+from . import Case
 
-@dataclass
-class Case:
-    """One hostile file: ``expected`` is "error" or "ok" for ``remesh(load(path), 256)``."""
 
-    name: str
-    class_name: str
-    path: str
-    expected: str
+def constant(value: float, transform=None) -> Implicit:
+    """``tanh(value)`` everywhere: no zero level set (positive, or negative in the whole ball); what
+    a training that collapsed leaves (no surface, and a tiny surface error)."""
+    arch = Architecture(layers=1, hidden=4)
+    Ws, bs = _zeros(arch)
+    bs[-1][:] = value
+    return Implicit(arch, Ws, bs, np.eye(4) if transform is None else transform)
+
+
+def negated(imp: Implicit) -> Implicit:
+    """The same network with inside and outside swapped (an inverted sign)."""
+    Ws = [w.copy() for w in imp.weights]
+    bs = [b.copy() for b in imp.biases]
+    Ws[-1] *= -1
+    bs[-1] *= -1
+    return Implicit(imp.architecture, Ws, bs, imp.transform)
 
 
 def _zeros(arch: Architecture):
@@ -132,14 +141,6 @@ def overflow_half_ball() -> Implicit:
     W[2][0, 60], W[2][0, 61] = 1.0, -1.0         # inf - inf
     W[3][0, :60] = 1.0 / 15.0
     b[3][0] = -0.5
-    return Implicit(arch, W, b)
-
-
-def constant(value: float) -> Implicit:
-    """``tanh(value)`` everywhere: no zero level set (positive, or negative in the whole ball)."""
-    arch = Architecture(layers=1, hidden=4)
-    W, b = _zeros(arch)
-    b[1][0] = value
     return Implicit(arch, W, b)
 
 
