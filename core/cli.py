@@ -20,6 +20,7 @@ import numpy as np
 from . import jsonsafe
 from .errors import Cancelled, InputError
 from .outputs import check_output
+from .units import format_fraction
 from .progress import Progress
 from .settings import ConversionSettings
 
@@ -85,8 +86,6 @@ def _warn(warnings) -> None:
 
 def accuracy_lines(result) -> list[str]:
     """How close the network is to its source, each figure with its unit (a share of the size)."""
-    from .verify import format_fraction
-
     lines = []
     if result.verification is not None:
         v = result.verification
@@ -120,6 +119,7 @@ def cmd_convert(args) -> int:
     from .convert import convert_checked
     from .fileformat import save
     from .mesh import load_mesh
+    from .shell import describe
 
     settings = settings_from_args(args)
     check_output(args.output, [args.mesh, args.importance], kind="implicit", overwrite=args.overwrite)
@@ -153,6 +153,10 @@ def cmd_convert(args) -> int:
     if "budget" in result.implicit.metadata:
         out["budget"] = result.implicit.metadata["budget"]
         lines.append(f"budget {args.budget_bytes:,} bytes: used {result.implicit.weight_bytes:,}")
+    surface = result.implicit.metadata.get("surface")
+    out["surface"] = surface
+    if describe(surface):
+        sys.stderr.write(describe(surface) + "\n")
     _warn(result.warnings)
     _emit(args, out, lines + accuracy_lines(result) + [
         f"time {result.seconds_total:.1f}s (sampling {result.seconds_sampling:.1f}s, "
@@ -177,7 +181,6 @@ def cmd_info(args) -> int:
             lines.append(f"  {key}: {imp.metadata[key]}")
     check = imp.metadata.get("verification")
     if isinstance(check, dict):
-        from .verify import format_fraction
         lines.append(f"  checked against the source: Chamfer {format_fraction(check.get('chamfer'))} "
                      f"of size, sign agreement {100 * (check.get('sign_agreement') or 0):.1f}%"
                      + ("" if check.get("passed", True) else " (FAILED: "
@@ -224,10 +227,11 @@ def cmd_error(args) -> int:
     imp = load(args.file)
     mesh = load_mesh(args.mesh)
     d = measure(imp, mesh, args.resolution)
-    _emit(args, d, [f"surface error {d['surface_error']:.5f}, Chamfer L1 {d['chamfer_l1']:.5f}, "
-                    f"Chamfer L2 {d['chamfer_l2']:.2e}, Hausdorff {d['hausdorff']:.4f} "
-                    f"(unit-sphere frame; marching cubes {args.resolution}^3), "
-                    f"inside agreement {100 * d['inside_agreement']:.2f}%"])
+    _emit(args, d, [f"surface error {format_fraction(d['surface_error'])}, Chamfer L1 "
+                    f"{format_fraction(d['chamfer_l1'])}, Hausdorff {format_fraction(d['hausdorff'])} "
+                    f"of the shape's size (unit-sphere frame: {d['surface_error']:.5f}, "
+                    f"{d['chamfer_l1']:.5f}, {d['hausdorff']:.4f}; Chamfer L2 {d['chamfer_l2']:.2e}; "
+                    f"marching cubes {args.resolution}^3), inside agreement {100 * d['inside_agreement']:.2f}%"])
     return 0
 
 
@@ -235,7 +239,7 @@ def cmd_import_paper(args) -> int:
     from .fileformat import save
     from .mesh import load_mesh
     from .paper_import import load_paper_weights
-    from .verify import format_fraction, verify
+    from .verify import verify
 
     check_output(args.output, [args.file, args.mesh], kind="implicit", overwrite=args.overwrite)
     mesh = load_mesh(args.mesh) if args.mesh else None
@@ -296,8 +300,9 @@ def cmd_demo(args) -> int:
         f"{result.seconds_training:.1f}s on {result.device})",
         *accuracy_lines(result),
         "(paper: 93% of Thingi10K below surface error 0.003 = 0.3% of size)",
-        f"remeshed at {args.resolution}^3 in {r.stats['seconds']:.1f}s: Chamfer L1 {dist.chamfer_l1:.5f}, "
-        f"Hausdorff {dist.hausdorff:.4f}  (unit-sphere frame)",
+        f"remeshed at {args.resolution}^3 in {r.stats['seconds']:.1f}s: Chamfer L1 "
+        f"{format_fraction(dist.chamfer_l1)} of size, Hausdorff {format_fraction(dist.hausdorff)} "
+        f"({dist.chamfer_l1:.5f} and {dist.hausdorff:.4f} in the unit-sphere frame)",
         f"file {h5}: {size:,} bytes ({result.implicit.weight_bytes:,} bytes of weights)",
         f"mesh {obj}",
     ])

@@ -19,9 +19,10 @@ from .mesh import Mesh
 from .metrics import surface_error
 from .progress import check, report
 from .quantize import with_storage
-from .sampling import (SampleSet, SignedDistance, importance_sample, merge, surface_set,
+from .sampling import (SampleSet, importance_sample, merge, surface_set,
                        with_far_field)
 from .settings import ConversionSettings
+from .shell import distance_for, trained_thickness
 
 
 @dataclass
@@ -96,7 +97,8 @@ def convert_checked(mesh: Mesh, settings: ConversionSettings | None = None, *,
         check(cancel)
         report(progress, stage="checking", fraction=0.0,
                message="checking the result against the source mesh")
-        v = verify(result.implicit, mesh, seed=tried.seed)
+        v = verify(result.implicit, mesh, seed=tried.seed,
+                   shell_thickness=trained_thickness(result.implicit))
         report(progress, stage="checking", fraction=1.0, message=v.summary())
         if v.passed:
             result.verification = v
@@ -138,8 +140,11 @@ def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Ge
     ``surface_fraction`` of the set as near-surface points; then ``far_fraction`` of the set is
     replaced by uniform points in the bounding ball (exact signed distances for all), drawn with
     ``far_rng`` (default: its own generator from ``settings.seed``, so the rest of the set is the
-    same with and without far points)."""
-    sd = SignedDistance(mesh_net.V, mesh_net.F, mesh_net.vertex_weights)
+    same with and without far points). The target is the signed distance, or in shell mode the
+    shell's (core.shell; ``settings.surface``), recorded in the set's stats as ``surface``."""
+    sd, surface = distance_for(mesh_net, settings)
+    if surface.summary():
+        report(progress, stage="sampling", fraction=0.0, message=surface.summary())
     n_surface = int(round(settings.samples * settings.surface_fraction))
     data = importance_sample(sd, beta=settings.beta, pool=settings.pool,
                              samples=settings.samples - n_surface, rng=rng,
@@ -151,6 +156,7 @@ def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Ge
     if settings.far_fraction:
         data = with_far_field(data, sd, settings.far_fraction,
                               far_rng if far_rng is not None else np.random.default_rng([settings.seed, 2]))
+    data.stats["surface"] = surface.to_dict()
     return data
 
 
@@ -168,6 +174,7 @@ def conversion_metadata(mesh: Mesh, settings: ConversionSettings, final_loss: fl
         "timings": timings,
         "sampling": {k: sampling_stats[k] for k in ("exact_distance_queries", "unique_points")
                      if k in sampling_stats},
+        "surface": sampling_stats.get("surface"),
         "software": f"neural-implicit core {__version__}",
     }
 
@@ -252,7 +259,7 @@ def _resampler(mesh_net, settings, refinements, data, device, progress, cancel):
     pool = training_set(mesh_net, pool_settings, rng, progress, cancel, far_rng=rng)
     n_surface = int(round(len(pool) * refinements.resample_surface))
     if n_surface:
-        sd = SignedDistance(mesh_net.V, mesh_net.F, mesh_net.vertex_weights)
+        sd, _ = distance_for(mesh_net, settings)
         near = surface_set(sd, n_surface, rng, refinements.resample_sigma, settings.importance_strength)
         keep = rng.choice(len(pool), len(pool) - n_surface, replace=False)
         pool = merge(SampleSet(pool.points[keep], pool.sdf[keep], pool.stats), near, rng)

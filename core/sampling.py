@@ -21,6 +21,9 @@ proposal is accepted with probability ``w / u`` (rejection sampling). Accepted i
 independent draws with probability exactly ``w / sum(w)``, the same distribution as resampling the
 fully evaluated pool (total-variation distance 0, not an approximation), while exact distance queries
 are spent only on proposed points. Signs are computed only for the points finally kept.
+
+The target is the distance object's (:meth:`SignedDistance.target`): the signed distance, or for
+shell mode (core/shell.py) ``|d| - t``, whose weight uses ``||d| - t|`` and bound ``max(l - t, 0)``.
 """
 
 from __future__ import annotations
@@ -82,6 +85,14 @@ class SignedDistance:
         """Signed distance (k,), negative inside."""
         d = self.unsigned(Q)
         return np.where(self.inside(Q), -d, d)
+
+    #: Unsigned distance of the level the training target is zero on: 0 here (the surface itself);
+    #: core.shell.ShellDistance trains |d| - offset. Importance weights use |d - offset|.
+    offset = 0.0
+
+    def target(self, d: np.ndarray, inside: np.ndarray) -> np.ndarray:
+        """The training target (k,) from unsigned distances d (k,) and inside flags (k,)."""
+        return np.where(inside, -d, d)
 
     def importance_at(self, I: np.ndarray, C: np.ndarray) -> np.ndarray:
         """User importance at closest points C on faces I, interpolated from vertex weights."""
@@ -252,7 +263,8 @@ def importance_sample(sd: SignedDistance, *, beta: float, pool: int, samples: in
         # refine where the bound matters: beyond ~12/beta the weight is < 1e-5 of the surface's
         bound = _DistanceBound(sd, refine_below=min(REFINE_BELOW_BETA / beta, 0.5),
                                max_queries=pool // 4)
-        log_u = -beta * bound(X).astype(np.float64)
+        lower = bound(X).astype(np.float64)
+        log_u = -beta * (np.maximum(lower - sd.offset, 0.0) if sd.offset else lower)
         grid_queries = bound.queries
     else:
         log_u = np.zeros(pool)
@@ -303,7 +315,7 @@ def importance_sample(sd: SignedDistance, *, beta: float, pool: int, samples: in
     report(progress, stage="sampling", fraction=0.9, elapsed=time.perf_counter() - t0,
            message="signing with winding numbers")
     inside = sd.inside(P)
-    sdf = np.where(inside, -dist[uniq], dist[uniq]).astype(np.float32)
+    sdf = sd.target(dist[uniq], inside).astype(np.float32)
     stats = {
         "pool": pool, "samples": samples, "beta": beta,
         "exact_distance_queries": queried + grid_queries,
@@ -330,7 +342,7 @@ def _check_sampling_args(beta, pool, samples, importance_strength):
 def _exact_weight(sd: SignedDistance, Q: np.ndarray, beta: float, strength: float):
     """Exact unsigned distance (k,) and weight w (k,) at points Q (k, 3)."""
     d, I, C = sd.closest(Q)
-    w = np.exp(-beta * d)
+    w = np.exp(-beta * (np.abs(d - sd.offset) if sd.offset else d))
     if strength > 0:
         w *= 1.0 + strength * sd.importance_at(I, C)
     return d, w
@@ -370,7 +382,7 @@ def surface_set(sd: SignedDistance, n: int, rng: np.random.Generator, sigma: flo
         P = np.where(r > BOUND_RADIUS, P * (BOUND_RADIUS / r), P)
         d = sd.signed(P)
     else:
-        d = np.zeros(n)
+        d = np.zeros(n) - sd.offset
     return SampleSet(P.astype(np.float32), d.astype(np.float32), {"surface_points": n})
 
 

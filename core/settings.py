@@ -48,6 +48,14 @@ class ConversionSettings:
                               min=0.0, max=0.5)
     importance_strength: float = _f(10.0, "how much painted vertex weights raise sampling density "
                                          "(w *= 1 + strength * weight)", min=0.0, max=1000.0)
+    # open input (core/shell.py, docs/open-geometry.md)
+    surface: str = _f("auto", "what the network describes: closed (the signed distance of the mesh's "
+                              "inside), shell (a thin closed shell around the surface, for sheets, "
+                              "leaves and open meshes) or auto (shell when the mesh is open and its "
+                              "inside ambiguous, else closed)", choices=("auto", "closed", "shell"))
+    shell_thickness: float = _f(0.01, "half thickness of the shell in shell mode, as a fraction of "
+                                      "the shape's radius (the shell's surface lies this far from the "
+                                      "sheet on both sides)", min=0.005, max=0.25)
     # training
     epochs: int = _f(30, "maximum passes over the training set", min=1, max=10_000)
     lr: float = _f(0.015, "peak Adam learning rate", min=1e-7, max=1.0)
@@ -55,7 +63,9 @@ class ConversionSettings:
     schedule: str = _f("onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "constant"))
     patience: int = _f(0, "stop after this many epochs without improvement (0 = never early-stop)",
                        min=0, max=10_000)
-    device: str = _f("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    device: str = _f("auto", "auto (CUDA, else Apple's MPS, else CPU), cpu, cuda or mps (falls back to "
+                               "the CPU with a message where MPS fails)",
+                     choices=("auto", "cpu", "cuda", "mps"))
     threads: int = _f(0, "CPU threads for torch (0 = all cores but one)", min=0, max=1024)
     seed: int = _f(0, "random seed: same seed, same samples and weights on one machine", min=0,
                    max=2 ** 32 - 1)

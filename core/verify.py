@@ -17,8 +17,13 @@ three independent checks against the source mesh, on points the network was not 
 Thresholds (named below) are set so healthy networks pass with a wide margin and collapsed, inverted
 or torn networks fail; ``docs/algorithms.md`` ("Checking the result") gives the measured evidence.
 Open input whose inside is ambiguous (sheets, petals, triangle soup: boundary edges and many points
-with a winding number far from 0 and 1) has no well-defined inside, so there only "no surface" and
-non-finite values are failures; everything else becomes a warning the user sees.
+with a winding number far from 0 and 1; core/openness.py) has no well-defined inside, so there only
+"no surface" and non-finite values are failures; everything else becomes a warning the user sees.
+
+A network trained as a shell (core/shell.py) has a well-defined inside again, the points within its
+half thickness t of the sheet: the sign is compared with that, the coarse mesh is fine enough to
+resolve the shell, and since the shell's surface lies t from the sheet on both sides its Chamfer
+distance to the sheet is about t, so the Chamfer thresholds apply to the excess over t.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ import numpy as np
 
 from .errors import InputError
 from .mesh import Mesh
+from .openness import AMBIGUOUS_SHARE, AMBIGUOUS_WINDING, MARGIN, ambiguous_share, boundary_edge_count
 from .sampling import SignedDistance, sample_surface, uniform_ball
+from .units import format_fraction  # noqa: F401  (also imported from here by the add-on)
+from .shell import ShellDistance, trained_thickness
 
 #: Marching-cubes resolution of the coarse mesh the Chamfer estimate uses (cells per axis over the
 #: network's cube): fine enough that thin parts of real meshes survive, coarse enough to cost well
@@ -40,23 +48,26 @@ RESOLUTION = 96
 POINTS = 20_000
 #: Near-surface held-out points: surface samples moved by a Gaussian of this sigma (network units).
 NEAR_SIGMA = 0.03
-#: Points nearer to the source surface than this (network units) are not used for sign agreement.
-SIGN_MARGIN = 0.01
+#: Points nearer to the source surface than this (network units) are not used for sign agreement
+#: (the margin core.openness uses too).
+SIGN_MARGIN = MARGIN
 #: Below these shares of agreeing points the sign is wrong (a failure).
 MIN_AGREEMENT_UNIFORM = 0.90
 MIN_AGREEMENT_NEAR = 0.65
-#: Near-surface points (away from the surface) whose |winding number| lies in this open interval have
-#: no clear inside. Above AMBIGUOUS_SHARE of them, an open source's inside is ambiguous (sheets,
-#: petals, triangle soup: 0.46-0.80 of the points of lilium and soup) and its check only warns; small
-#: holes leave it clear (teapot without its lid 0.006, Thingi10K meshes with holes 0.000).
-AMBIGUOUS_WINDING = (0.2, 0.8)
-AMBIGUOUS_SHARE = 0.02
+#: An open source's inside is ambiguous, and its check only warns, when more than AMBIGUOUS_SHARE of
+#: the near-surface points have |winding number| in AMBIGUOUS_WINDING (core/openness.py, re-exported).
+__all__ = ["AMBIGUOUS_SHARE", "AMBIGUOUS_WINDING", "Verification", "boundary_edge_count",
+           "format_fraction", "verify"]
 #: Coarse Chamfer L1 (unit-sphere frame) above which the network is not the source shape (failure),
 #: and above which it is a coarse likeness the user is warned about.
 MAX_CHAMFER = 0.08
 WARN_CHAMFER = 0.01
 #: Samples per surface for the coarse Chamfer estimate.
 CHAMFER_SAMPLES = 10_000
+#: For a shell, the coarse mesh has at least this many cells across the shell's full thickness 2t
+#: (so every part of the shell contains grid points), at most MAX_SHELL_RESOLUTION cells per axis.
+SHELL_CELLS_ACROSS = 2
+MAX_SHELL_RESOLUTION = 512
 
 
 @dataclass
@@ -73,6 +84,8 @@ class Verification:
     sign_agreement_near: float = float("nan")
     boundary_edges: int = 0
     ambiguous_share: float = 0.0
+    #: half thickness (fraction of the radius) of a network checked as a shell, else None
+    shell_thickness: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -87,6 +100,7 @@ class Verification:
                 "sign_agreement_near": clean(self.sign_agreement_near),
                 "chamfer": clean(self.chamfer), "open_input": self.open_input,
                 "boundary_edges": self.boundary_edges, "ambiguous_share": clean(self.ambiguous_share),
+                "shell_thickness": self.shell_thickness,
                 "problems": list(self.problems), "warnings": list(self.warnings)}
 
     def summary(self) -> str:
@@ -98,42 +112,37 @@ class Verification:
                 f"{100 * self.sign_agreement_near:.1f}%)")
 
 
-def format_fraction(x: float) -> str:
-    """0.0021 -> '0.21%': distances in the unit-sphere frame are fractions of the shape's radius."""
-    if x is None or not math.isfinite(x):
-        return "n/a"
-    return f"{100 * x:.2g}%" if x < 0.001 else f"{100 * x:.2f}%"
-
-
-def boundary_edge_count(F: np.ndarray) -> int:
-    """Edges used by exactly one triangle: the mesh is open there (its inside is ambiguous)."""
-    E = np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1)
-    _, counts = np.unique(E, axis=0, return_counts=True)
-    return int((counts == 1).sum())
-
-
-def verify(implicit, mesh: Mesh, *, seed: int = 0) -> Verification:
+def verify(implicit, mesh: Mesh, *, seed: int = 0, shell_thickness: float | None = None) -> Verification:
     """Check ``implicit`` against its source ``mesh`` (mesh frame); see the module docstring.
 
+    shell_thickness : half thickness (fraction of the shape's radius) when the network was trained as
+        a shell (core.shell); None takes it from the network's metadata (``surface``), which is None
+        for networks trained on the signed distance.
     Never raises for a bad network: every failure is a problem in the returned record.
     """
     from .remesh import remesh
     from .metrics import surface_distances
 
+    if shell_thickness is None:
+        shell_thickness = trained_thickness(implicit)
+    if shell_thickness is not None and not (np.isfinite(shell_thickness) and shell_thickness > 0):
+        raise InputError(f"shell_thickness must be a positive number, got {shell_thickness!r}")
     rng = np.random.default_rng([seed, 7])
     open_edges = boundary_edge_count(mesh.F)
     T = implicit.transform
     V_net = mesh.V @ T[:3, :3].T + T[:3, 3]
-    sd = SignedDistance(V_net, mesh.F)
+    # the shell's half thickness in the network frame: the unit-sphere frame scaled like the mesh
+    t_net = None if shell_thickness is None else shell_thickness * implicit.scale / _unit_scale(mesh)
+    sd = SignedDistance(V_net, mesh.F) if t_net is None else ShellDistance(V_net, mesh.F, t_net)
 
     uniform = uniform_ball(POINTS, rng, implicit.bound_radius).astype(np.float64)
     S, _ = sample_surface(V_net, mesh.F, POINTS, rng)
     near = S + rng.normal(0.0, NEAR_SIGMA, S.shape)
     near = near[np.linalg.norm(near, axis=1) < implicit.bound_radius]
-    ambiguous = _ambiguous_share(sd, near) if open_edges else 0.0
+    ambiguous = ambiguous_share(sd, near, SIGN_MARGIN) if open_edges else 0.0
     result = Verification(has_surface=False, sign_agreement=float("nan"), chamfer=float("inf"),
                           open_input=ambiguous > AMBIGUOUS_SHARE, boundary_edges=open_edges,
-                          ambiguous_share=ambiguous)
+                          ambiguous_share=ambiguous, shell_thickness=shell_thickness)
     f_uniform = implicit.evaluate(uniform)
     f_near = implicit.evaluate(near)
     f_surface = implicit.evaluate(S)
@@ -147,7 +156,7 @@ def verify(implicit, mesh: Mesh, *, seed: int = 0) -> Verification:
     result.sign_agreement = _agreement(sd, uniform, f_uniform)
     result.sign_agreement_near = _agreement(sd, near, f_near, balanced=True)
     try:
-        r = remesh(implicit, resolution=RESOLUTION)
+        r = remesh(implicit, resolution=_resolution(t_net))
     except InputError as e:
         if "no surface" not in str(e) and "no zero level set" not in str(e):
             raise
@@ -161,31 +170,41 @@ def verify(implicit, mesh: Mesh, *, seed: int = 0) -> Verification:
     d = surface_distances(mesh, r.V, r.F, n=CHAMFER_SAMPLES, seed=seed)
     result.chamfer = d.chamfer_l1
 
-    soft = result.warnings if result.open_input else result.problems
+    shell = shell_thickness is not None
+    soft = result.warnings if result.open_input and not shell else result.problems
+    inside = "the shell around the source" if shell else "the source"
     if result.sign_agreement < MIN_AGREEMENT_UNIFORM or result.sign_agreement_near < MIN_AGREEMENT_NEAR:
-        soft.append(f"inside and outside disagree with the source: the sign is right at "
+        soft.append(f"inside and outside disagree with {inside}: the sign is right at "
                     f"{100 * result.sign_agreement:.1f}% of points in the volume and "
                     f"{100 * result.sign_agreement_near:.1f}% near the surface")
-    if result.chamfer > MAX_CHAMFER:
+    excess = result.chamfer - (shell_thickness or 0.0)   # a shell's surface lies t from its sheet
+    offset = f" ({format_fraction(shell_thickness)} of it is the shell's offset)" if shell else ""
+    if excess > MAX_CHAMFER:
         soft.append(f"the shape is far from the source: Chamfer distance "
-                    f"{format_fraction(result.chamfer)} of its size (a coarse {RESOLUTION}^3 mesh)")
-    elif result.chamfer > WARN_CHAMFER:
+                    f"{format_fraction(result.chamfer)} of its size{offset} (a coarse "
+                    f"{_resolution(t_net)}^3 mesh)")
+    elif excess > WARN_CHAMFER:
         result.warnings.append(f"coarse likeness: Chamfer distance {format_fraction(result.chamfer)} "
-                               "of the shape's size; thin or small parts may be lost (more epochs, a "
-                               "larger network or more samples help)")
-    if result.open_input:
+                               f"of the shape's size{offset}; thin or small parts may be lost (more "
+                               "epochs, a larger network or more samples help)")
+    if result.open_input and not shell:
         result.warnings.insert(0, f"the source mesh is open ({open_edges:,} boundary edges) and "
                                   f"{100 * ambiguous:.0f}% of the points near it are neither clearly "
                                   "inside nor outside: a signed distance describes it only roughly")
     return result
 
 
-def _ambiguous_share(sd: SignedDistance, X: np.ndarray) -> float:
-    """Share of points X (away from the surface) whose winding number says neither in nor out."""
-    keep = sd.unsigned(X) > SIGN_MARGIN
-    w = np.abs(sd.winding(X[keep]))
-    lo, hi = AMBIGUOUS_WINDING
-    return float(((w > lo) & (w < hi)).mean()) if len(w) else 0.0
+def _unit_scale(mesh: Mesh) -> float:
+    """Scale from the mesh frame to its unit-sphere frame."""
+    from .metrics import unit_transform
+    return float(unit_transform(mesh)[0, 0])
+
+
+def _resolution(t_net: float | None) -> int:
+    """Cells per axis of the coarse mesh: RESOLUTION, finer for a thin shell (half thickness t_net)."""
+    if t_net is None:
+        return RESOLUTION
+    return int(min(MAX_SHELL_RESOLUTION, max(RESOLUTION, math.ceil(SHELL_CELLS_ACROSS / t_net))))
 
 
 def _agreement(sd: SignedDistance, X: np.ndarray, f: np.ndarray, balanced: bool = False) -> float:
