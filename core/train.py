@@ -8,6 +8,7 @@ named (K,) tensors, one value per network of the stack; the loop sums the terms,
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 
 from .progress import CancelToken, ProgressCallback, check, report
+
+log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], dict]
 EpochHook = Callable[[int, torch.nn.Module], Optional[tuple]]
@@ -68,14 +71,52 @@ def use_threads(threads: int) -> int:
     return n
 
 
-def pick_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without CUDA is an error the user can fix."""
+def pick_device(name: str, notify: Optional[Callable[[str], None]] = None) -> torch.device:
+    """The torch device for the ``device`` setting.
+
+    'auto' -> CUDA when available, else Apple's MPS (Apple Silicon) when it works, else CPU;
+    'cuda' without CUDA is an InputError the user can fix; 'mps' (asked for, or chosen by 'auto')
+    is first tried on a small computation, and any failure there (no MPS build, an old macOS, a
+    driver error) falls back to the CPU: the reason goes to ``notify`` (and the module log), never
+    out as an exception.
+    """
     from .errors import InputError
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return _mps_or_cpu(notify, asked=False)
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu")
+    if name == "mps":
+        return _mps_or_cpu(notify, asked=True)
     return torch.device(name)
+
+
+def _mps_or_cpu(notify: Optional[Callable[[str], None]], asked: bool) -> torch.device:
+    """MPS when it is there and a small float32 matrix product on it gives the CPU's answer, else
+    the CPU (with the reason to ``notify`` when MPS was asked for or is present but fails)."""
+    mps = getattr(torch.backends, "mps", None)
+    try:
+        available = bool(mps is not None and mps.is_available())
+    except Exception as exc:   # a broken MPS backend must never stop a conversion
+        available, why = False, f"{type(exc).__name__}: {exc}"
+    else:
+        why = "torch sees no MPS device (needs Apple Silicon, macOS 12.3+ and an MPS build of torch)"
+    if available:
+        try:
+            a = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+            got = (a.to("mps") @ a.T.to("mps")).cpu()
+            if torch.allclose(got, a @ a.T):
+                return torch.device("mps")
+            why = "a test computation on MPS gave a wrong result"
+        except Exception as exc:   # any MPS failure: the CPU instead, never an exception
+            why = f"{type(exc).__name__}: {exc}"
+    if asked or available:
+        message = f"MPS is not usable ({why}); training on the CPU instead"
+        log.warning(message)
+        if notify is not None:
+            notify(message)
+    return torch.device("cpu")
 
 
 def _lr_factor(schedule: str, step: int, total: int) -> float:

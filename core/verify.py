@@ -37,7 +37,7 @@ from .errors import InputError
 from .mesh import Mesh
 from .openness import AMBIGUOUS_SHARE, AMBIGUOUS_WINDING, MARGIN, ambiguous_share, boundary_edge_count
 from .sampling import SignedDistance, sample_surface, uniform_ball
-from .units import format_fraction  # noqa: F401  (also imported from here by the add-on)
+from .units import format_fraction
 from .shell import ShellDistance, trained_thickness
 
 #: Marching-cubes resolution of the coarse mesh the Chamfer estimate uses (cells per axis over the

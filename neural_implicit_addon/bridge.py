@@ -157,7 +157,7 @@ def scene_length(scene, value: float) -> str:
 def format_error(scene, fraction, radius: float) -> str:
     """An error figure measured in the unit-sphere frame with both its units: a share of the shape's
     size and scene units, e.g. "0.21% of size (0.4 mm)"; "n/a" where there is none (no surface)."""
-    from .core.verify import format_fraction
+    from .core.units import format_fraction
 
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not np.isfinite(fraction):
         return "n/a"   # no surface (stored as null), or metadata from elsewhere
@@ -584,6 +584,64 @@ def csg_to_object_frame(obj, V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, 
     if np.linalg.det(M[:3, :3]) < 0:
         F = F[:, ::-1].copy()
     return V, F
+
+
+@dataclass
+class Surface:
+    """What remeshing an implicit object extracts.
+
+    shape : the CSG result (core.csg.CSGShape, world coordinates) when the object's stack has a
+        usable entry, else its network alone (core Implicit, object coordinates)
+    in_world : whether ``shape`` is in world coordinates (then :func:`csg_to_object_frame` brings
+        the remeshed vertices into the object's frame)
+    warnings : what the CSG stack skipped and why
+    """
+
+    shape: object
+    in_world: bool
+    warnings: list
+
+
+def surface_of(obj) -> Surface:
+    """The surface the viewport draws for the implicit ``obj`` (its CSG result, or the network).
+    Raises InputError for an unreadable network or a CSG cycle."""
+    if len(obj.neural_implicit.csg):
+        tree = csg_tree(obj)
+        if tree.active:
+            return Surface(tree.shape, True, list(tree.warnings))
+        return Surface(implicit_from_object(obj), False, list(tree.warnings))
+    return Surface(implicit_from_object(obj), False, [])
+
+
+def replace_with_mesh(view_layer, obj, V: np.ndarray, F: np.ndarray, keep_original: bool):
+    """Put a mesh (V (n, 3) in ``obj``'s local frame, triangles F) where the implicit ``obj`` is, as
+    Blender's Apply and Convert do: same name, transform, parent, children and collections, the
+    materials of the mesh it was converted from; ``obj`` is deleted unless ``keep_original`` (then
+    the mesh gets Blender's next free name, e.g. "Spot.001", and ``obj`` stays, deselected).
+    The mesh becomes the active, selected object. Returns it."""
+    name = obj.name
+    collections = tuple(obj.users_collection)
+    source = obj.neural_implicit.source
+    if not keep_original:
+        obj.name = f"{name} (applied)"       # frees the name for the mesh; the object goes below
+    mesh_obj = new_mesh_object(name, V, F, obj.matrix_world.copy(), collections)
+    if obj.parent is not None:
+        mesh_obj.parent = obj.parent
+        mesh_obj.parent_type = obj.parent_type
+        mesh_obj.matrix_world = obj.matrix_world.copy()
+    mesh_obj.color = obj.color
+    if source is not None and source.type == 'MESH':
+        for material in source.data.materials:
+            mesh_obj.data.materials.append(material)
+    if not keep_original:
+        for child in list(obj.children):
+            world = child.matrix_world.copy()
+            child.parent = mesh_obj
+            child.matrix_world = world
+    make_active(view_layer, mesh_obj, (obj,))
+    if not keep_original:
+        bpy.data.objects.remove(obj)
+    return mesh_obj
 
 
 def tag_view3d_redraw(context) -> None:

@@ -2,23 +2,24 @@
 Distill (train one new implicit on the result).
 
 They act on ``context.object`` (the Properties editor's object, or the active object in the 3D View),
-which must be an implicit. Stack edits are plain data changes with undo; Apply is a
-:class:`operators.JobOperator` like Remesh (blocking from scripts and in background mode, in the
-background with progress from a button) that leaves the implicit and its stack as they are and adds
-a new mesh object ``<name>_csg`` at the implicit's transform. Distill runs the same way and adds a
-new implicit object ``<name>_distilled`` (core.csg.distill: remesh, then convert with the scene's
-conversion settings).
+which must be an implicit; remove and move act on the entry ``index`` (each entry's own buttons) or,
+at -1, the active one. Stack edits are plain data changes with undo; Apply is a
+:class:`operators.JobOperator` like Convert to Mesh (blocking from scripts and in background mode, in
+the background with progress from a button) that replaces the implicit by the mesh of its CSG result,
+as Blender's Apply does with a modifier stack (same name, place and collections; "Keep Original"
+keeps the implicit and its stack). Distill runs the same way and adds a new implicit object
+``<name>_distilled`` (core.csg.distill: remesh, then convert with the scene's conversion settings).
 """
 
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, IntProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty
 
 from . import bridge, jobs
 from .core.errors import InputError
 from .core.remesh import MAX_RESOLUTION, MIN_RESOLUTION
-from .operators import JobOperator
+from .operators import KEEP_ORIGINAL_DESCRIPTION, JobOperator, _remesh_task, apply_mesh
 from .preferences import MISSING_TORCH, torch_available
 from .properties import CSG_OPERATIONS
 
@@ -32,6 +33,11 @@ class CSGOperator:
     """Mixin: poll for an implicit ``context.object`` (and, with ``needs_entry``, an active entry)."""
 
     needs_entry = False
+
+    def entry_index(self, props) -> int:
+        """The entry this operator acts on: its ``index`` property, or the active entry at -1."""
+        index = getattr(self, "index", -1)
+        return props.csg_index if index < 0 else index
 
     @classmethod
     def poll(cls, context):
@@ -53,7 +59,7 @@ class OBJECT_OT_neural_implicit_csg_add(CSGOperator, bpy.types.Operator):
     """Add an entry to the CSG stack (its operand: the other selected implicit, if there is one)"""
 
     bl_idname = "object.neural_implicit_csg_add"
-    bl_label = "Add CSG Operation"
+    bl_label = "Add Neural CSG Operation"
     bl_options = {'REGISTER', 'UNDO'}
 
     operation: EnumProperty(name="Operation", items=CSG_OPERATIONS, default='UNION')
@@ -76,13 +82,21 @@ class OBJECT_OT_neural_implicit_csg_remove(CSGOperator, bpy.types.Operator):
     """Remove the active entry of the CSG stack"""
 
     bl_idname = "object.neural_implicit_csg_remove"
-    bl_label = "Remove CSG Operation"
+    bl_label = "Remove Neural CSG Operation"
     bl_options = {'REGISTER', 'UNDO'}
     needs_entry = True
 
+    index: IntProperty(name="Index", default=-1, min=-1, options={'HIDDEN', 'SKIP_SAVE'},
+                       description="The entry to remove (-1: the active one)")
+
     def execute(self, context):
         props = _owner(context).neural_implicit
-        props.csg.remove(props.csg_index)
+        i = self.entry_index(props)
+        if not 0 <= i < len(props.csg):
+            return {'CANCELLED'}
+        props.csg.remove(i)
+        if props.csg_index > i:
+            props.csg_index -= 1
         props.csg_index = max(0, min(props.csg_index, len(props.csg) - 1))
         bridge.tag_view3d_redraw(context)
         return {'FINISHED'}
@@ -92,16 +106,18 @@ class OBJECT_OT_neural_implicit_csg_move(CSGOperator, bpy.types.Operator):
     """Move the active entry of the CSG stack up or down (entries apply from top to bottom)"""
 
     bl_idname = "object.neural_implicit_csg_move"
-    bl_label = "Move CSG Operation"
+    bl_label = "Move Neural CSG Operation"
     bl_options = {'REGISTER', 'UNDO'}
     needs_entry = True
 
     direction: EnumProperty(name="Direction", items=[('UP', "Up", ""), ('DOWN', "Down", "")],
                             default='UP')
+    index: IntProperty(name="Index", default=-1, min=-1, options={'HIDDEN', 'SKIP_SAVE'},
+                       description="The entry to move (-1: the active one)")
 
     def execute(self, context):
         props = _owner(context).neural_implicit
-        i = props.csg_index
+        i = self.entry_index(props)
         j = i - 1 if self.direction == 'UP' else i + 1
         if not 0 <= j < len(props.csg):
             return {'CANCELLED'}
@@ -115,18 +131,24 @@ class OBJECT_OT_neural_implicit_csg_duplicate(CSGOperator, bpy.types.Operator):
     """Duplicate the active entry of the CSG stack below it"""
 
     bl_idname = "object.neural_implicit_csg_duplicate"
-    bl_label = "Duplicate CSG Operation"
+    bl_label = "Duplicate Neural CSG Operation"
     bl_options = {'REGISTER', 'UNDO'}
     needs_entry = True
 
+    index: IntProperty(name="Index", default=-1, min=-1, options={'HIDDEN', 'SKIP_SAVE'},
+                       description="The entry to duplicate (-1: the active one)")
+
     def execute(self, context):
         props = _owner(context).neural_implicit
-        src = props.csg[props.csg_index]
+        i = self.entry_index(props)
+        if not 0 <= i < len(props.csg):
+            return {'CANCELLED'}
+        src = props.csg[i]
         new = props.csg.add()
         for name in ("operand", "operation", "blend", "show"):
             setattr(new, name, getattr(src, name))
-        props.csg.move(len(props.csg) - 1, props.csg_index + 1)
-        props.csg_index += 1
+        props.csg.move(len(props.csg) - 1, i + 1)
+        props.csg_index = i + 1
         bridge.tag_view3d_redraw(context)
         return {'FINISHED'}
 
@@ -142,17 +164,9 @@ def _usable_tree(operator, obj):
     return tree
 
 
-def _apply_task(name: str, shape, resolution: int):
-    def run(progress, cancel):
-        from .core.remesh import remesh
-        return remesh(shape, resolution, progress=progress, cancel=cancel)
-
-    return jobs.Task(name, run)
-
-
 class OBJECT_OT_neural_implicit_csg_apply(CSGOperator, JobOperator, bpy.types.Operator):
-    """Remesh the CSG result (the object with its stack) into a new mesh object; the implicit and its
-    stack stay as they are"""
+    """Replace the implicit by the mesh of its CSG result (the object with its stack), as Blender's
+    Apply does with modifiers; Keep Original keeps the implicit and its stack"""
 
     bl_idname = "object.neural_implicit_csg_apply"
     bl_label = "Apply Neural CSG"
@@ -162,6 +176,8 @@ class OBJECT_OT_neural_implicit_csg_apply(CSGOperator, JobOperator, bpy.types.Op
     resolution: IntProperty(
         name="Resolution", default=128, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
         description="Marching cubes cells per axis of the cube around the CSG result")
+    keep_original: BoolProperty(name="Keep Original", default=False,
+                                description=KEEP_ORIGINAL_DESCRIPTION)
 
     @classmethod
     def poll(cls, context):
@@ -175,16 +191,12 @@ class OBJECT_OT_neural_implicit_csg_apply(CSGOperator, JobOperator, bpy.types.Op
     def make_job(self, context):
         obj = _owner(context)
         tree = _usable_tree(self, obj)
-        return jobs.Job("Applying CSG", [_apply_task(obj.name, tree.shape, self.resolution)])
+        self._leave_mode(context)
+        surface = bridge.Surface(tree.shape, True, list(tree.warnings))
+        return jobs.Job("Applying CSG", [_remesh_task(obj.name, surface, self.resolution)])
 
     def apply(self, context, task, result):
-        source = bpy.data.objects.get(task.name)
-        if source is None:
-            raise InputError("the implicit object was deleted while applying")
-        V, F = bridge.csg_to_object_frame(source, result.V, result.F)
-        obj = bridge.new_mesh_object(f"{task.name}_csg", V, F, source.matrix_world.copy(),
-                                     tuple(source.users_collection))
-        bridge.make_active(context.view_layer, obj, tuple(context.selected_objects))
+        apply_mesh(self, context, task, result)
 
 
 def _distill_task(name: str, shape, settings, resolution: int):

@@ -1,4 +1,12 @@
-"""Operators: convert selected meshes, remesh implicits, cancel the running job, show/hide the source.
+"""Operators: convert selected meshes, turn implicits back into meshes, cancel the running job,
+show/hide the source.
+
+Convert carries every conversion setting as an operator property (derived, like the scene's
+settings, by ``properties.conversion_properties``), each one not given explicitly seeded from the
+scene's settings when it runs, so Adjust Last Operation (F9) shows the values used and re-runs with
+changes. Convert to Mesh (``neural_implicit_remesh``) replaces each implicit by its mesh as
+Blender's Apply / Convert do (``bridge.replace_with_mesh``; ``keep_original`` keeps it). Started from
+Edit Mode or a paint mode, a job goes to Object Mode and comes back to that mode when it ends.
 
 Convert and Remesh share :class:`JobOperator`: ``execute`` runs the job to completion on the main
 thread (scripts and background mode: ``bpy.ops.object.neural_implicit_convert()`` returns when the
@@ -17,14 +25,15 @@ shape's size and in scene units) and a WARNING per warning of the check (e.g. an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import bpy
 from bpy.props import BoolProperty, IntProperty
 
-from . import bridge, jobs
+from . import bridge, jobs, properties
 from .core.errors import InputError
 from .core.remesh import MAX_RESOLUTION, MIN_RESOLUTION
+from .core.settings import ConversionSettings
 from .preferences import MISSING_TORCH, torch_available
 
 
@@ -50,6 +59,8 @@ class JobOperator:
     _applied = 0
     _errors = None
     _notes = None     # (kind, message) reports of applied results: the check's figures, warnings
+    _interactive = False   # started by invoke in a UI session (modal, progress shown)
+    _restore = None   # (object name, mode) to go back to when the job ends (Edit Mode, ...)
 
     # subclasses: make_job(context) -> Job | None (reports and returns None when nothing to do);
     # apply(context, task, result); title / noun for messages
@@ -81,6 +92,7 @@ class JobOperator:
     def invoke(self, context, event):
         if blocking():
             return self.execute(context)
+        self._interactive = True
         job = self._prepare(context)
         if job is None:
             return {'CANCELLED'}
@@ -123,6 +135,7 @@ class JobOperator:
         self._errors = []
         self._notes = []
         self._cancelled = False
+        self._restore = None
         if jobs.active() is not None:
             self.report({'ERROR'}, "A neural implicit job is already running")
             return None
@@ -130,7 +143,35 @@ class JobOperator:
             return self.make_job(context)
         except InputError as exc:
             self.report({'ERROR'}, str(exc))
+            self._restore_mode(context)
             return None
+
+    def _leave_mode(self, context) -> None:
+        """Go to Object Mode (flushing Edit Mode's selection into the mesh) and remember the mode to
+        come back to when the job ends."""
+        active = context.active_object
+        if active is not None and active.mode != 'OBJECT':
+            self._restore = (active.name, active.mode)
+            bpy.ops.object.mode_set(mode='OBJECT')
+
+    def _restore_mode(self, context) -> None:
+        """Back into the mode the job was started from (Edit Mode, Weight Paint, ...), on the object
+        that was active then, if it is still there and nothing else changed the mode meanwhile."""
+        restore, self._restore = self._restore, None
+        if restore is None:
+            return
+        name, mode = restore
+        obj = bpy.data.objects.get(name)
+        view_layer = context.view_layer
+        if obj is None or obj.name not in view_layer.objects or context.mode != 'OBJECT':
+            return
+        view_layer.objects.active = obj
+        try:
+            obj.select_set(True, view_layer=view_layer)
+            bpy.ops.object.mode_set(mode=mode)
+        except RuntimeError as exc:    # hidden meanwhile, or a mode this object cannot enter
+            self.report({'WARNING'}, f"Could not return to {mode.replace('_', ' ').title()} "
+                                     f"on {name}: {exc}")
 
     def _handle(self, context, job, event):
         if event.kind == "done":
@@ -161,6 +202,7 @@ class JobOperator:
         tag_redraw(context)
 
     def _finish(self, context, job) -> set:
+        self._restore_mode(context)
         total = len(job.tasks)
         for kind, message in self._notes:
             self.report(kind, message)
@@ -238,6 +280,46 @@ def _convert_batch(arrays_list: list, settings):
     return run
 
 
+def conversion_options(op, context):
+    """What a conversion reads its options from: the Convert operator's properties, each one not
+    given explicitly (by a script, or F9) first set from the scene's settings, so that Adjust Last
+    Operation shows the values used and re-runs with the user's changes. The operator's logic run
+    outside Blender's machinery (tests of the modal path) has no properties: the scene's settings."""
+    scene = context.scene.neural_implicit_settings
+    props = getattr(op, "properties", None)
+    if props is None:
+        return scene
+    for name in properties.CONVERSION_OPTIONS:
+        if not props.is_property_set(name):
+            setattr(op, name, getattr(scene, name))
+    return op
+
+
+def draw_conversion_options(layout, owner) -> None:
+    """The main conversion options of ``owner`` (the scene's settings or the Convert operator): the
+    size mode and the settings the panel shows first."""
+    layout.prop(owner, "size_mode")
+    if owner.size_mode == 'TARGET_ERROR':
+        layout.prop(owner, "target_error")
+    elif owner.size_mode == 'BUDGET':
+        layout.prop(owner, "budget_bytes")
+    for name in properties.MAIN_SETTINGS:
+        if owner.size_mode == 'FIXED' or name not in SIZE_SETTINGS:
+            layout.prop(owner, name)
+
+
+def draw_advanced_options(layout, owner) -> None:
+    """The other conversion options of ``owner``: hiding the source and every remaining setting."""
+    layout.prop(owner, "hide_source")
+    for f in fields(ConversionSettings):
+        if f.name not in properties.MAIN_SETTINGS:
+            layout.prop(owner, f.name)
+
+
+#: Settings chosen by the Target Error and Byte Budget modes (hidden in those modes).
+SIZE_SETTINGS = ("layers", "hidden")
+
+
 class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
     """Convert every selected mesh (with modifiers, in world space) into a neural implicit object"""
 
@@ -246,9 +328,23 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
     bl_options = {'REGISTER', 'UNDO'}
     noun = "object"
 
+    # one property per conversion setting (core.settings.ConversionSettings, via properties.py),
+    # seeded from the scene's settings: Adjust Last Operation (F9) shows and re-runs them
+    __annotations__ = properties.conversion_properties(options={'SKIP_SAVE'})
+
     @classmethod
     def poll(cls, context):
         return cls.poll_job()
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        draw_conversion_options(layout.column(), self)
+        header, body = layout.panel("NI_convert_advanced", default_closed=True)
+        header.label(text="Advanced")
+        if body is not None:
+            draw_advanced_options(body.column(), self)
 
     def make_job(self, context):
         if not torch_available():
@@ -264,15 +360,22 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
         if others:
             self.report({'WARNING'}, f"Skipping {len(others)} object(s) that are not meshes: "
                                      + ", ".join(o.name for o in others[:3]))
-        settings = context.scene.neural_implicit_settings.to_core()
-        if context.mode != 'OBJECT' and context.active_object is not None:
-            bpy.ops.object.mode_set(mode='OBJECT')   # flushes Edit Mode selection into the mesh
+        options = conversion_options(self, context)
+        settings = properties.settings_from(options)
+        size = SizeMode.from_scene(options)
+        self._leave_mode(context)        # Edit Mode's selection is read from the mesh
+        # started from Edit Mode (or a paint mode) the user goes on working on the source: it stays
+        # visible and active, and the mode comes back when the job ends
+        self._hide_source = bool(options.hide_source) and self._restore is None
+        self._device = settings.device
         depsgraph = context.evaluated_depsgraph_get()
-        size = SizeMode.from_scene(context.scene.neural_implicit_settings)
         arrays = [bridge.evaluated_mesh_arrays(o, depsgraph) for o in meshes]
         tasks = [_convert_task(a, settings, size) for a in arrays]
-        # several meshes of one fixed architecture train together as one stack
-        batch = _convert_batch(arrays, settings) if len(arrays) > 1 and size.mode == "FIXED" else None
+        # several meshes of one fixed architecture train together as one stack, except in the UI:
+        # there each trains alone (the same networks) so the status bar shows each one's epoch,
+        # loss and ETA (the stack only reports how many shapes are done)
+        together = len(arrays) > 1 and size.mode == "FIXED" and not self._interactive
+        batch = _convert_batch(arrays, settings) if together else None
         return jobs.Job("Converting", tasks, batch=batch)
 
     def apply(self, context, task, result):
@@ -282,41 +385,65 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
         self._notes.append(({'INFO'}, f"{obj.name}: "
                             + bridge.verification_summary(context.scene, obj)))
         self._notes.extend(({'WARNING'}, f"{task.name}: {w}") for w in result.warnings)
+        used = str(result.implicit.metadata.get("device", ""))
+        if getattr(self, "_device", "") == "mps" and used and not used.startswith("mps"):
+            self._notes.append(({'WARNING'}, f"{task.name}: Apple's MPS was not usable here "
+                                             f"(core.train.pick_device); trained on the {used.upper()}"))
         obj.neural_implicit.source = source
         view_layer = context.view_layer
         deselect = ()
         if source is not None:
             obj.color = source.color
             deselect = (source,)
-            if context.scene.neural_implicit_settings.hide_source:
+            if getattr(self, "_hide_source", True):
                 try:
                     source.hide_set(True, view_layer=view_layer)
                 except RuntimeError:  # not in this view layer: nothing to hide
                     pass
-        bridge.make_active(view_layer, obj, deselect)
+        if self._restore is None:
+            bridge.make_active(view_layer, obj, deselect)
 
 
 # ============================================================================ remesh
 
-def _remesh_task(name: str, implicit, resolution: int):
+def _remesh_task(name: str, surface: "bridge.Surface", resolution: int):
     def run(progress, cancel):
         from .core.remesh import remesh
-        return remesh(implicit, resolution, progress=progress, cancel=cancel)
+        return remesh(surface.shape, resolution, progress=progress, cancel=cancel)
 
-    return jobs.Task(name, run)
+    return jobs.Task(name, run, {"in_world": surface.in_world})
+
+
+def apply_mesh(operator, context, task, result) -> None:
+    """Put the remeshed surface of task's implicit in its place (bridge.replace_with_mesh), as
+    Blender's Apply and Convert do; ``operator.keep_original`` keeps the implicit."""
+    source = bpy.data.objects.get(task.name)
+    if source is None:
+        raise InputError("the implicit object was deleted while remeshing")
+    V, F = result.V, result.F
+    if task.context.get("in_world"):
+        V, F = bridge.csg_to_object_frame(source, V, F)
+    bridge.replace_with_mesh(context.view_layer, source, V, F, operator.keep_original)
+
+
+KEEP_ORIGINAL_DESCRIPTION = ("Keep the neural implicit and add the mesh beside it (as Convert's Keep "
+                             "Original); off, the mesh replaces it")
 
 
 class OBJECT_OT_neural_implicit_remesh(JobOperator, bpy.types.Operator):
-    """Extract the surface of each selected neural implicit as a new mesh object (marching cubes)"""
+    """Replace each selected neural implicit by its surface as a mesh (marching cubes of what the
+    viewport draws: the CSG result when its stack has entries), keeping name, place and collections"""
 
     bl_idname = "object.neural_implicit_remesh"
-    bl_label = "Remesh Neural Implicit"
+    bl_label = "Convert Neural Implicit to Mesh"
     bl_options = {'REGISTER', 'UNDO'}
     noun = "object"
 
     resolution: IntProperty(
         name="Resolution", default=128, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
         description="Marching cubes cells per axis of the implicit's bounding cube")
+    keep_original: BoolProperty(name="Keep Original", default=False,
+                                description=KEEP_ORIGINAL_DESCRIPTION)
 
     @classmethod
     def poll(cls, context):
@@ -329,21 +456,21 @@ class OBJECT_OT_neural_implicit_remesh(JobOperator, bpy.types.Operator):
             targets.append(active)
         if not targets:
             raise InputError("No neural implicit is selected: select an implicit object to remesh")
+        self._leave_mode(context)
         tasks = []
         for obj in targets:
             try:
-                tasks.append(_remesh_task(obj.name, bridge.implicit_from_object(obj), self.resolution))
+                surface = bridge.surface_of(obj)
             except InputError as exc:
                 self.report({'ERROR'}, str(exc))
+                continue
+            for message in surface.warnings:
+                self.report({'WARNING'}, message)
+            tasks.append(_remesh_task(obj.name, surface, self.resolution))
         return jobs.Job("Remeshing", tasks) if tasks else None
 
     def apply(self, context, task, result):
-        source = bpy.data.objects.get(task.name)
-        if source is None:
-            raise InputError("the implicit object was deleted while remeshing")
-        obj = bridge.new_mesh_object(f"{task.name}_remesh", result.V, result.F,
-                                     source.matrix_world.copy(), tuple(source.users_collection))
-        bridge.make_active(context.view_layer, obj, tuple(context.selected_objects))
+        apply_mesh(self, context, task, result)
 
 
 # ============================================================================ small ones
@@ -352,7 +479,7 @@ class OBJECT_OT_neural_implicit_cancel(bpy.types.Operator):
     """Stop the running conversion or remeshing (the scene stays as it was)"""
 
     bl_idname = "object.neural_implicit_cancel"
-    bl_label = "Cancel"
+    bl_label = "Cancel Neural Implicit Job"
     bl_options = {'INTERNAL'}
 
     @classmethod
@@ -368,7 +495,7 @@ class OBJECT_OT_neural_implicit_show_source(bpy.types.Operator):
     """Show or hide the mesh the active implicit was converted from"""
 
     bl_idname = "object.neural_implicit_show_source"
-    bl_label = "Show Source Mesh"
+    bl_label = "Show Neural Implicit Source Mesh"
     bl_options = {'REGISTER', 'UNDO'}
 
     show: BoolProperty(name="Show", default=True)

@@ -4,18 +4,16 @@ implicit (information, remesh, export, source) and viewport drawing options."""
 from __future__ import annotations
 
 import os
-from dataclasses import fields
 
 import bpy
 
 from . import bridge, jobs, viewport
 from .core.errors import InputError
-from .core.settings import ConversionSettings
 from .file_io import EXPORT_SCENE_OT_neural_implicit
 from .operators import (OBJECT_OT_neural_implicit_cancel, OBJECT_OT_neural_implicit_convert,
-                        OBJECT_OT_neural_implicit_remesh, OBJECT_OT_neural_implicit_show_source)
+                        OBJECT_OT_neural_implicit_remesh, OBJECT_OT_neural_implicit_show_source,
+                        draw_advanced_options, draw_conversion_options)
 from .preferences import torch_available
-from .properties import MAIN_SETTINGS
 
 
 class NeuralPanel:
@@ -33,12 +31,8 @@ def draw_job(layout) -> bool:
     box.progress(factor=job.fraction(), type='BAR', text=job.status())
     row = box.row()
     row.enabled = not job.cancelling
-    row.operator(OBJECT_OT_neural_implicit_cancel.bl_idname, icon='CANCEL')
+    row.operator(OBJECT_OT_neural_implicit_cancel.bl_idname, text="Cancel", icon='CANCEL')
     return True
-
-
-#: Settings chosen by the Target Error and Byte Budget modes (hidden in those modes).
-SIZE_SETTINGS = ("layers", "hidden")
 
 
 class NI_PT_convert(NeuralPanel, bpy.types.Panel):
@@ -53,14 +47,7 @@ class NI_PT_convert(NeuralPanel, bpy.types.Panel):
         col.use_property_split = True
         col.use_property_decorate = False
         col.enabled = not running
-        col.prop(settings, "size_mode")
-        if settings.size_mode == 'TARGET_ERROR':
-            col.prop(settings, "target_error")
-        elif settings.size_mode == 'BUDGET':
-            col.prop(settings, "budget_bytes")
-        for name in MAIN_SETTINGS:
-            if settings.size_mode == 'FIXED' or name not in SIZE_SETTINGS:
-                col.prop(settings, name)
+        draw_conversion_options(col, settings)
         meshes = [o for o in context.selected_objects if o.type == 'MESH']
         if running:
             return
@@ -87,10 +74,7 @@ class NI_PT_convert_advanced(NeuralPanel, bpy.types.Panel):
         col.use_property_split = True
         col.use_property_decorate = False
         col.enabled = jobs.active() is None
-        col.prop(settings, "hide_source")
-        for f in fields(ConversionSettings):
-            if f.name not in MAIN_SETTINGS:
-                col.prop(settings, f.name)
+        draw_advanced_options(col, settings)
 
 
 class NI_PT_importance(NeuralPanel, bpy.types.Panel):
@@ -132,12 +116,6 @@ class NI_PT_importance(NeuralPanel, bpy.types.Panel):
 
 def _fmt_bytes(n: int) -> str:
     return f"{n:,} B" if n < 10_000 else f"{n / 1024:,.1f} KiB"
-
-
-def _share(fraction) -> str:
-    """A unit-sphere-frame figure as a share of the shape's size ("0.30% of size")."""
-    from .core.verify import format_fraction
-    return f"{format_fraction(float(fraction))} of size" if isinstance(fraction, (int, float)) else "-"
 
 
 def check_rows(scene, obj, implicit) -> list:
@@ -204,7 +182,9 @@ class NI_PT_implicit(NeuralPanel, bpy.types.Panel):
         ]
         if isinstance(meta.get("sizing"), dict):
             sz = meta["sizing"]
-            rows.append(("Target Error", f"{_share(sz.get('target'))} "
+            radius = bridge.source_radius(obj, implicit)
+            target = bridge.format_error(context.scene, sz.get('target'), radius)
+            rows.append(("Target Error", f"{target} "
                          + ("reached" if sz.get("reached")
                             else f"not reached ({len(sz.get('tried') or ())} sizes)")))
         if isinstance(meta.get("budget"), dict):
@@ -228,7 +208,8 @@ class NI_PT_implicit(NeuralPanel, bpy.types.Panel):
         row.enabled = not running
         settings = context.scene.neural_implicit_settings
         row.prop(settings, "remesh_resolution")
-        op = row.operator(OBJECT_OT_neural_implicit_remesh.bl_idname, text="Remesh", icon='MESH_DATA')
+        op = row.operator(OBJECT_OT_neural_implicit_remesh.bl_idname, text="Convert to Mesh",
+                          icon='MESH_DATA')
         op.resolution = settings.remesh_resolution
         layout.operator(EXPORT_SCENE_OT_neural_implicit.bl_idname, text="Export .h5", icon='EXPORT')
         source = props.source

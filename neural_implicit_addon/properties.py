@@ -42,6 +42,7 @@ LABELS = {"lr": "Learning Rate", "beta": "Beta", "dtype": "Storage", "encoding_f
           "surface_fraction": "Surface Share", "far_fraction": "Far Share",
           "importance_strength": "Strength"}
 CHOICE_LABELS = {"relu": "ReLU", "sine": "Sine (SIREN)", "auto": "Auto", "cpu": "CPU", "cuda": "CUDA",
+                 "mps": "MPS (Apple)",
                  "onecycle": "One-Cycle", "cosine": "Cosine", "constant": "Constant",
                  "float32": "Float32", "float16": "Float16", "int8": "Int8"}
 
@@ -65,11 +66,14 @@ def _precision(default: float) -> int:
     return int(min(6, max(2, 2 - math.floor(math.log10(default)))))
 
 
-def property_for(f):
-    """The bpy property of one ConversionSettings field (default, range, choices, help from core)."""
+def property_for(f, options=None):
+    """The bpy property of one ConversionSettings field (default, range, choices, help from core);
+    ``options`` the property's bpy options (e.g. {'SKIP_SAVE'} for operator properties)."""
     m = f.metadata
     default = f.default if f.default is not MISSING else f.default_factory()
     common = {"name": _label(f.name), "description": _description(m["help"])}
+    if options is not None:
+        common["options"] = set(options)
     if isinstance(default, bool):
         return BoolProperty(default=default, **common)
     if isinstance(default, int):
@@ -90,12 +94,18 @@ def _float32_to_float(value: float) -> float:
     return float(f"{value:.7g}")
 
 
-def _to_core(self) -> ConversionSettings:
+def settings_from(owner) -> ConversionSettings:
+    """The validated ConversionSettings held by ``owner``: the scene's settings or the Convert
+    operator's properties (both derived by :func:`conversion_properties`)."""
     values = {}
     for f in fields(ConversionSettings):
-        v = getattr(self, f.name)
+        v = getattr(owner, f.name)
         values[f.name] = _float32_to_float(v) if isinstance(v, float) else v
     return ConversionSettings(**values).validate()
+
+
+def _to_core(self) -> ConversionSettings:
+    return settings_from(self)
 
 
 def _from_core(self, settings: ConversionSettings) -> None:
@@ -103,8 +113,14 @@ def _from_core(self, settings: ConversionSettings) -> None:
         setattr(self, f.name, getattr(settings, f.name))
 
 
-def _settings_class():
-    annotations = {f.name: property_for(f) for f in fields(ConversionSettings)}
+def conversion_properties(options=None) -> dict:
+    """Name -> bpy property of everything that decides a conversion: one per ConversionSettings
+    field (:func:`property_for`), then how the network's size is chosen and whether the source is
+    hidden. The scene's settings and the Convert operator (its F9 panel; ``options``
+    {'SKIP_SAVE'}, so each run starts from the scene's values) are both built from this, so the two
+    never disagree."""
+    common = {} if options is None else {"options": set(options)}
+    annotations = {f.name: property_for(f, options) for f in fields(ConversionSettings)}
     annotations.update(
         size_mode=EnumProperty(
             name="Network Size", default='FIXED',
@@ -113,19 +129,31 @@ def _settings_class():
                     "reaches the target surface error (the paper's error-driven sizing)"),
                    ('BUDGET', "Byte Budget", "The most accurate network whose stored numbers fit "
                     "the budget (chooses size, storage precision and training recipe)")],
-            description="How the network's size is chosen"),
+            description="How the network's size is chosen", **common),
         target_error=FloatProperty(
             name="Target Error", default=0.003, min=1e-5, max=0.5, precision=4, step=0.01,
             description="Surface error to reach: mean |f| on the surface as a share of the shape's "
                         "size (its centre to its farthest vertex; 0.003 = 0.3%). The paper reports "
-                        "0.003 for 93% of Thingi10K at 8 x 32"),
+                        "0.003 for 93% of Thingi10K at 8 x 32", **common),
         budget_bytes=IntProperty(
             name="Byte Budget", default=30_000, min=1_000, max=100_000_000,
-            description="Bytes the stored network may take (weights, biases, scales and transform)"),
+            description="Bytes the stored network may take (weights, biases, scales and transform)",
+            **common),
         hide_source=BoolProperty(
             name="Hide Source", default=True,
             description="Hide each converted mesh afterwards (not deleted: Alt+H or the implicit's "
-                        "Show Source button brings it back)"),
+                        "Show Source button brings it back)", **common),
+    )
+    return annotations
+
+
+#: Names of :func:`conversion_properties` (what the Convert operator seeds from the scene).
+CONVERSION_OPTIONS = tuple(conversion_properties())
+
+
+def _settings_class():
+    annotations = conversion_properties()
+    annotations.update(
         remesh_resolution=IntProperty(
             name="Resolution", default=128, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
             description="Marching cubes cells per axis of the implicit's bounding cube"),

@@ -11,7 +11,8 @@ from core.errors import InputError
 from core.jsonsafe import dumps, finite_or_none
 from core.mesh import mesh_from_arrays
 from core.settings import ConversionSettings
-from core.verify import boundary_edge_count, format_fraction, verify
+from core.units import format_fraction
+from core.verify import boundary_edge_count, verify
 from helpers import icosphere, trained_ball
 from hostile.networks import constant, negated, overflow_relu
 

@@ -180,10 +180,11 @@ def test_remesh_gives_a_mesh_near_suzanne_at_the_implicits_transform(ni, convert
     obj.location.x += 2.0                                # remeshing follows the object
     bpy.context.view_layer.update()
     bpy.context.view_layer.objects.active = obj
+    world = np.array(obj.matrix_world)
     assert bpy.ops.object.neural_implicit_remesh(resolution=RESOLUTION) == {'FINISHED'}
-    out = bpy.data.objects["Suzanne_implicit_remesh"]
+    out = bpy.data.objects["Suzanne_implicit"]            # the mesh replaces the implicit
     assert out.type == 'MESH' and bpy.context.active_object == out
-    assert np.allclose(np.array(out.matrix_world), np.array(obj.matrix_world))
+    assert np.allclose(np.array(out.matrix_world), world)
     V = vertices_world(out) - [2.0, 0.0, 0.0]
     F = np.array([p.vertices[:] for p in out.data.polygons])
     arrays = converted["arrays"]
@@ -231,10 +232,9 @@ def test_undo_removes_the_implicit_and_shows_the_source_again(ni):
     bpy.data.objects["Suzanne_implicit"].select_set(True)
     bpy.context.view_layer.objects.active = bpy.data.objects["Suzanne_implicit"]
     assert bpy.ops.object.neural_implicit_remesh('EXEC_DEFAULT', True, resolution=32) == {'FINISHED'}
-    assert "Suzanne_implicit_remesh" in bpy.data.objects
+    assert bpy.data.objects["Suzanne_implicit"].type == 'MESH'
     bpy.ops.ed.undo()
-    assert "Suzanne_implicit_remesh" not in bpy.data.objects
-    assert "Suzanne_implicit" in bpy.data.objects
+    assert bpy.data.objects["Suzanne_implicit"].neural_implicit.is_implicit
     bpy.ops.ed.undo()
     assert "Suzanne_implicit" not in bpy.data.objects
     assert not bpy.data.objects["Suzanne"].hide_get()

@@ -86,9 +86,9 @@ def test_stack_operators_apply_and_lens_volumes(ni, balls):
     measured = {}
     for op in ("union", "intersection", "difference"):
         stack[0].operation = op.upper()
-        assert ops.neural_implicit_csg_apply(resolution=RESOLUTION) == {'FINISHED'}
+        assert ops.neural_implicit_csg_apply(resolution=RESOLUTION, keep_original=True) == {'FINISHED'}
         mesh = bpy.context.active_object
-        assert mesh.name.startswith("A_implicit_csg") and mesh.type == 'MESH'
+        assert mesh.name.startswith("A_implicit.") and mesh.type == 'MESH'
         assert np.allclose(np.array(mesh.matrix_world), np.array(a.matrix_world))
         measured[op] = volume(mesh) / exact[op] - 1
         bpy.data.objects.remove(mesh)
@@ -108,7 +108,7 @@ def test_stack_operators_apply_and_lens_volumes(ni, balls):
     v_soft = []
     for shape_op in ('UNION', 'SMOOTH_UNION'):
         stack[0].operation = shape_op
-        assert ops.neural_implicit_csg_apply(resolution=RESOLUTION) == {'FINISHED'}
+        assert ops.neural_implicit_csg_apply(resolution=RESOLUTION, keep_original=True) == {'FINISHED'}
         v_soft.append(volume(bpy.context.active_object))
         bpy.context.view_layer.objects.active = a
     assert v_soft[1] > v_soft[0]
@@ -123,6 +123,23 @@ def test_stack_operators_apply_and_lens_volumes(ni, balls):
     assert ops.neural_implicit_csg_move(direction='UP') == {'CANCELLED'}
     assert ops.neural_implicit_csg_remove() == {'FINISHED'}
     assert [e.operation for e in stack] == ['SMOOTH_UNION']
+    # each entry's own buttons act on that entry, whichever is active
+    assert ops.neural_implicit_csg_duplicate(index=0) == {'FINISHED'}
+    stack[1].operation = 'INTERSECTION'
+    a.neural_implicit.csg_index = 1
+    assert ops.neural_implicit_csg_move(direction='DOWN', index=0) == {'FINISHED'}
+    assert [e.operation for e in stack] == ['INTERSECTION', 'SMOOTH_UNION']
+    assert ops.neural_implicit_csg_remove(index=1) == {'FINISHED'}
+    assert [e.operation for e in stack] == ['INTERSECTION']
+
+    # Apply without Keep Original replaces the implicit, as Blender's Apply does
+    world = np.array(a.matrix_world)
+    count = len(bpy.data.objects)
+    assert ops.neural_implicit_csg_apply(resolution=24) == {'FINISHED'}
+    mesh = bpy.data.objects["A_implicit"]
+    assert mesh.type == 'MESH' and bpy.context.active_object == mesh
+    assert len(bpy.data.objects) == count and np.allclose(np.array(mesh.matrix_world), world)
+    assert b.name == "B_implicit"                                  # the operand stays
 
 
 def test_save_reload_keeps_the_stack(ni, balls, tmp_path):
@@ -197,11 +214,7 @@ class StrictLayout:
 
 def draw_panel_and_rows(ni, obj):
     texts = []
-    ni.csg_panels.draw_csg(StrictLayout(ni.bpy, texts), ni.bpy.context, obj, "test")
-    ul = ni.csg_panels.NI_UL_csg
-    for i, entry in enumerate(obj.neural_implicit.csg):
-        ul.draw_item(None, ni.bpy.context, StrictLayout(ni.bpy, texts), obj.neural_implicit, entry,
-                     0, obj.neural_implicit, "csg_index", i)
+    ni.csg_panels.draw_csg(StrictLayout(ni.bpy, texts), ni.bpy.context, obj, "test")  # entries too
     return texts
 
 

@@ -110,7 +110,7 @@ def test_missing_torch_reports_and_everything_else_still_works(ni, monkeypatch, 
     bpy.ops.object.select_all(action='DESELECT')
     implicit.select_set(True)
     bpy.context.view_layer.objects.active = implicit
-    assert bpy.ops.object.neural_implicit_remesh(resolution=24) == {'FINISHED'}
+    assert bpy.ops.object.neural_implicit_remesh(resolution=24, keep_original=True) == {'FINISHED'}
     bpy.context.view_layer.objects.active = implicit
     path = tmp_path / "s.h5"
     assert bpy.ops.export_scene.neural_implicit(filepath=str(path)) == {'FINISHED'}

@@ -139,6 +139,6 @@ def test_panels_draw_for_a_mesh_and_for_an_implicit(blender):
     assert bpy.ops.object.neural_implicit_convert() == {'FINISHED'}
     texts = draw_panels(blender)
     assert any("Show Source (Suzanne)" == t for t in texts), texts
-    assert "Remesh" in texts and "Export .h5" in texts
+    assert "Convert to Mesh" in texts and "Export .h5" in texts
     assert "Chamfer" in texts and any(re.fullmatch(r"[\d.]+% of size \([\d.]+ c?m\)", t)
                                       for t in texts), texts
