@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__
-from .errors import InputError
+from .errors import Cancelled, InputError
 from .implicit import Implicit
 from .mesh import Mesh
 from .metrics import surface_error
@@ -102,7 +102,7 @@ def convert_checked(mesh: Mesh, settings: ConversionSettings | None = None, *,
         report(progress, stage="checking", fraction=1.0, message=v.summary())
         if v.passed:
             result.verification = v
-            result.warnings = list(v.warnings)
+            result.warnings = list(result.warnings) + list(v.warnings)
             if failures:
                 result.warnings.insert(0, f"{len(failures)} earlier attempt(s) failed the check "
                                           f"({failures[0]}); seed {tried.seed} passed")
@@ -192,8 +192,7 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
     """
     import torch
 
-    from .model import StackedMLP
-    from .train import TrainConfig, pick_device, train, use_threads
+    from .train import pick_device, use_threads
 
     settings = (settings or ConversionSettings()).validate()
     t0 = time.perf_counter()
@@ -207,6 +206,48 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
         data = training_set(mesh_net, settings, rng, progress, cancel)
     t_sampled = time.perf_counter()
     check(cancel)
+
+    warnings = []
+    try:
+        model, result, resampling = _train_network(mesh_net, settings, refinements, data, device,
+                                                   progress, cancel)
+    except Exception as exc:        # noqa: BLE001 - MPS may fail anywhere; never the CPU's errors
+        if device.type != "mps" or isinstance(exc, Cancelled):
+            raise
+        warnings.append(f"training on Apple's MPS failed ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]}); trained on the CPU instead")
+        device = torch.device("cpu")
+        model, result, resampling = _train_network(mesh_net, settings, refinements, data, device,
+                                                   progress, cancel)
+    t_trained = time.perf_counter()
+
+    implicit = with_storage(model.to_implicit(0, transform=T), settings.dtype)
+    report(progress, stage="measuring", fraction=0.0, message="surface error")
+    err = surface_error(implicit, mesh)
+    total = time.perf_counter() - t0
+    implicit.metadata = conversion_metadata(
+        mesh, settings, float(result.final_loss[0]), err, result.epochs_run, result.stopped_early,
+        result.device, {"sampling": t_sampled - t0, "training": t_trained - t_sampled, "total": total},
+        data.stats)
+    if refinements is not None and refinements.active:
+        implicit.metadata["refinements"] = refinements.to_dict()
+        if resampling is not None:
+            implicit.metadata["resampling"] = resampling
+    if warnings:
+        implicit.metadata["device_warnings"] = warnings
+    return ConversionResult(implicit, err, float(result.final_loss[0]), t_sampled - t0,
+                            t_trained - t_sampled, total, result.epochs_run, result.device,
+                            peak_memory_mb(), data.stats, result.history, warnings=warnings)
+
+
+def _train_network(mesh_net, settings, refinements, data, device, progress, cancel):
+    """A fresh network of ``settings`` trained on ``data`` on ``device`` (with the refinements'
+    resampling and quantisation-aware steps); returns ``(model, TrainResult, the last resampling
+    records or None)``."""
+    import torch
+
+    from .model import StackedMLP
+    from .train import TrainConfig, train
 
     gen = torch.Generator().manual_seed(settings.seed)
     model = StackedMLP(settings.architecture, 1, gen).to(device)
@@ -229,23 +270,7 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
             q = train(model, P, Y, qcfg, progress=progress, cancel=cancel, seed=settings.seed + 1)
         result.history += q.history
         result.final_loss = q.final_loss
-    t_trained = time.perf_counter()
-
-    implicit = with_storage(model.to_implicit(0, transform=T), settings.dtype)
-    report(progress, stage="measuring", fraction=0.0, message="surface error")
-    err = surface_error(implicit, mesh)
-    total = time.perf_counter() - t0
-    implicit.metadata = conversion_metadata(
-        mesh, settings, float(result.final_loss[0]), err, result.epochs_run, result.stopped_early,
-        result.device, {"sampling": t_sampled - t0, "training": t_trained - t_sampled, "total": total},
-        data.stats)
-    if refinements is not None and refinements.active:
-        implicit.metadata["refinements"] = refinements.to_dict()
-        if hook is not None:
-            implicit.metadata["resampling"] = hook.history[-8:]
-    return ConversionResult(implicit, err, float(result.final_loss[0]), t_sampled - t0,
-                            t_trained - t_sampled, total, result.epochs_run, result.device,
-                            peak_memory_mb(), data.stats, result.history)
+    return model, result, None if hook is None else hook.history[-8:]
 
 
 def _resampler(mesh_net, settings, refinements, data, device, progress, cancel):

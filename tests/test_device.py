@@ -93,3 +93,28 @@ def test_mps_is_a_device_setting():
     assert ConversionSettings(device="mps").validate().device == "mps"
     with pytest.raises(InputError, match="device"):
         ConversionSettings(device="metal").validate()
+
+
+def test_mps_failing_during_training_retrains_on_the_cpu(monkeypatch):
+    """MPS that passes the probe but fails mid-training (an unsupported op, out of memory): the
+    conversion trains again on the CPU and says so; it never ends in the exception."""
+    import core.convert as convert_module
+    import core.train as train_module
+    from core.mesh import icosphere, mesh_from_arrays
+
+    monkeypatch.setattr(train_module, "pick_device", lambda name, notify=None: torch.device("mps"))
+    real = convert_module._train_network
+    devices = []
+
+    def flaky(mesh_net, settings, refinements, data, device, progress, cancel):
+        devices.append(device.type)
+        if device.type == "mps":
+            raise RuntimeError("MPS backend out of memory")
+        return real(mesh_net, settings, refinements, data, device, progress, cancel)
+    monkeypatch.setattr(convert_module, "_train_network", flaky)
+    V, F = icosphere(2)
+    r = convert_module.convert_mesh(mesh_from_arrays(V, F), ConversionSettings(
+        layers=2, hidden=8, pool=20_000, samples=2_000, epochs=1, threads=1, device="mps"))
+    assert devices == ["mps", "cpu"] and r.device == "cpu"
+    assert "MPS failed" in r.warnings[0] and "CPU instead" in r.warnings[0]
+    assert r.implicit.metadata["device_warnings"] == r.warnings
