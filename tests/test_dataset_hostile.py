@@ -186,14 +186,16 @@ def test_everything_written_as_json_is_strict(tmp_path):
 
 def test_a_closed_mesh_that_fails_its_check_is_retried_then_failed(tmp_path):
     """Under COLLAPSE the sphere's network has no surface with seeds 0, 1 and 2: a failed row that
-    says so, and no file; an open hemisphere (a sheet: its inside is ambiguous) is kept, warned."""
+    says so, and no file; an open hemisphere (a sheet: its inside is ambiguous) converted as a closed
+    surface (surface="closed"; "auto" would make it a shell) is kept, warned."""
     V, F = icosphere(2)
     (tmp_path / "in").mkdir()
     write_mesh_file(str(tmp_path / "in" / "closed.obj"), V, F)
     upper = F[V[F].mean(axis=1)[:, 2] > 0]          # a hemisphere: a sheet, no inside
     write_mesh_file(str(tmp_path / "in" / "open.obj"), V, upper)
     out = str(tmp_path / "out")
-    s = convert_dir(str(tmp_path / "in"), out, COLLAPSE, shapes_per_batch=2, workers=1, trainers=1)
+    s = convert_dir(str(tmp_path / "in"), out, COLLAPSE.replace(surface="closed"), shapes_per_batch=2,
+                    workers=1, trainers=1)
     rows = {r["path"]: r for r in strict_rows(out)}
     closed, opened = rows["closed.obj"], rows["open.obj"]
     assert closed["status"] == "failed" and closed["output"] is None
