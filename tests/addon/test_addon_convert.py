@@ -10,9 +10,9 @@ import importlib
 import numpy as np
 import pytest
 
+from .scenes import add_suzanne, new_scene
+
 #: Small but real: the network crosses zero inside Suzanne (remeshing needs that) in about 1 s.
-SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,
-             threads=1, seed=0)
 #: Remeshing resolution for the tests (cells per axis of the bounding cube).
 RESOLUTION = 64
 #: Chamfer L1 (unit-sphere frame) between Suzanne and the remeshed implicit: 0.021-0.031 measured
@@ -29,20 +29,6 @@ class NI:
         for name in ("bridge", "jobs", "operators", "properties", "core.convert", "core.mesh",
                      "core.metrics", "core.fileformat", "core.settings"):
             setattr(self, name.replace("core.", "core_"), importlib.import_module(f"{pkg}.{name}"))
-
-
-def new_scene(bpy, **settings):
-    """An empty file with the small conversion settings."""
-    bpy.ops.wm.read_homefile(use_empty=True)
-    s = bpy.context.scene.neural_implicit_settings
-    for key, value in {**SMALL, **settings}.items():
-        setattr(s, key, value)
-    return s
-
-
-def add_suzanne(bpy, location=(0.0, 0.0, 0.0), rotation=(0.0, 0.0, 0.0)):
-    bpy.ops.mesh.primitive_monkey_add(location=location, rotation=rotation)
-    return bpy.context.active_object
 
 
 def vertices_world(obj):

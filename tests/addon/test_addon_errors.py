@@ -13,8 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=3, lr=1e-2, batch_size=512,
-             threads=1, seed=0)
+from .scenes import new_scene, scene_state
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +22,6 @@ def ni(blender):
     return SimpleNamespace(bpy=blender.bpy, pkg=pkg, **{
         name: importlib.import_module(f"{pkg}.{name}")
         for name in ("bridge", "jobs", "operators", "preferences")})
-
-
-def new_scene(bpy, **settings):
-    bpy.ops.wm.read_homefile(use_empty=True)
-    s = bpy.context.scene.neural_implicit_settings
-    for key, value in {**SMALL, **settings}.items():
-        setattr(s, key, value)
-    return s
-
-
-def scene_state(bpy):
-    return sorted((o.name, o.type, o.hide_get()) for o in bpy.data.objects)
 
 
 def no_traceback(excinfo):

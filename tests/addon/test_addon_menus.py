@@ -15,8 +15,8 @@ import pytest
 
 from .test_addon_errors import FakeContext, modal_operator, run_modal
 
-SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,
-             threads=1, seed=0)
+from .scenes import new_scene
+
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared")
 PAPER_ID = "50736"
 PAPER = os.path.join(SHARED, "paper-weights", f"{PAPER_ID}_sf.h5")
@@ -79,14 +79,6 @@ def entry(entries, idname):
 def run(bpy, idname, *args, **kwargs):
     mod, name = idname.split(".")
     return getattr(getattr(bpy.ops, mod), name)(*args, **kwargs)
-
-
-def new_scene(bpy, **settings):
-    bpy.ops.wm.read_homefile(use_empty=True)
-    s = bpy.context.scene.neural_implicit_settings
-    for key, value in {**SMALL, **settings}.items():
-        setattr(s, key, value)
-    return s
 
 
 def select_only(bpy, obj):

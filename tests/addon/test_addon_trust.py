@@ -20,9 +20,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from .scenes import SMALL, new_scene, scene_state
+
 #: Small but passing the check on Suzanne (as in test_addon_convert.py).
-SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,
-             threads=1, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +31,6 @@ def ni(blender):
     return SimpleNamespace(bpy=blender.bpy, pkg=pkg, **{
         name.replace("core.", "core_"): importlib.import_module(f"{pkg}.{name}")
         for name in ("bridge", "jobs", "operators", "panels", "core.verify")})
-
-
-def new_scene(bpy, **settings):
-    bpy.ops.wm.read_homefile(use_empty=True)
-    s = bpy.context.scene.neural_implicit_settings
-    for key, value in {**SMALL, **settings}.items():
-        setattr(s, key, value)
-    return s
-
-
-def scene_state(bpy):
-    return sorted((o.name, o.type, o.hide_get()) for o in bpy.data.objects)
 
 
 def wait_for_child_training(ni, timeout=120.0):
