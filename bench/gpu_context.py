@@ -16,6 +16,7 @@ neither read nor written.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -55,3 +56,30 @@ def addon_modules() -> types.SimpleNamespace:
              "core.fileformat")
     mods = {n.split(".")[-1]: importlib.import_module(f"{PACKAGE}.{n}") for n in names}
     return types.SimpleNamespace(**mods)
+
+
+def install_extension(modules: tuple[str, ...], gpu: bool = False):
+    """bpy with this working tree's extension built (build.py), installed and enabled in a temporary
+    user folder, as a user does with Install from Disk; with ``gpu`` the GPU context is made
+    (:func:`start_blender`) before the add-on's modules are imported. Returns ``(bpy, modules)``, the
+    add-on's ``modules`` (e.g. "bridge", "core.trace") by their last name. Used by scripts that
+    drive the installed extension (docs/make_ui_images.py, bench/volume_bridge.py)."""
+    home = tempfile.mkdtemp(prefix="ni-bench-home-")
+    os.environ["HOME"] = home
+    os.environ["BLENDER_USER_RESOURCES"] = os.path.join(home, "blender")
+    spec = importlib.util.spec_from_file_location("ni_build", ROOT / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    out = Path(tempfile.mkdtemp(prefix="ni-bench-build-"))
+    [zip_path] = build.build([build.this_platform()], staging=out / "staging", dist=out / "dist")
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
+                                             enable_on_install=True)
+    package = f"bl_ext.user_default.{build.manifest()['id']}"
+    if gpu:
+        start_blender()
+    return bpy, types.SimpleNamespace(**{n.split(".")[-1]: importlib.import_module(f"{package}.{n}")
+                                          for n in modules})
+

@@ -16,12 +16,8 @@ source mesh, and their ratio. The issue's target: ratio <= 1.5.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,27 +29,11 @@ SHARED = ROOT.parent / "shared"
 
 
 def install_extension():
-    """bpy with the freshly built extension installed and enabled in a temporary user folder."""
-    home = tempfile.mkdtemp(prefix="ni-bench-home-")
-    os.environ["HOME"] = home
-    os.environ["BLENDER_USER_RESOURCES"] = os.path.join(home, "blender")
-    spec = importlib.util.spec_from_file_location("ni_build", ROOT / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    out = Path(tempfile.mkdtemp(prefix="ni-bench-build-"))
-    [zip_path] = build.build([build.this_platform()], staging=out / "staging", dist=out / "dist")
-    import bpy
-
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
-                                             enable_on_install=True)
-    package = f"bl_ext.user_default.{build.manifest()['id']}"
-    mods = {n.split(".")[-1]: importlib.import_module(f"{package}.{n}")
-            for n in ("bridge", "volume_ops", "core.metrics", "core.remesh", "core.mesh",
-                      "core.paper_import")}
-    if not hasattr(bpy.types, "OBJECT_OT_neural_implicit_bake_volume"):
-        mods["volume_ops"].register()          # until __init__.py registers it
-    return bpy, mods
+    """bpy with the extension installed (bench/gpu_context.py) and the modules this bench uses."""
+    from gpu_context import install_extension as install
+    bpy, mods = install(("bridge", "volume_ops", "core.metrics", "core.remesh", "core.mesh",
+                         "core.paper_import"))
+    return bpy, vars(mods)
 
 
 def triangles(obj, depsgraph):

@@ -14,14 +14,9 @@ shading formula (bench/viewport_images.py). About two minutes on two CPU cores w
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -39,27 +34,10 @@ ORANGE = (0.9, 0.35, 0.05, 1.0)
 
 
 def install_extension():
-    """bpy with the freshly built extension installed and enabled in a temporary user folder."""
-    home = tempfile.mkdtemp(prefix="ni-docs-home-")
-    os.environ["HOME"] = home
-    os.environ["BLENDER_USER_RESOURCES"] = os.path.join(home, "blender")
-    spec = importlib.util.spec_from_file_location("ni_build", ROOT / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    out = Path(tempfile.mkdtemp(prefix="ni-docs-build-"))
-    [zip_path] = build.build([build.this_platform()], staging=out / "staging", dist=out / "dist")
-    import bpy
-
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
-                                             enable_on_install=True)
-    package = f"bl_ext.user_default.{build.manifest()['id']}"
-    from gpu_context import start_blender  # an 8 x 8 EEVEE render creates the GPU context
-
-    start_blender()
-    mods = {n.split(".")[-1]: importlib.import_module(f"{package}.{n}")
-            for n in ("bridge", "viewport", "core.trace")}
-    return bpy, SimpleNamespace(**mods)
+    """bpy with the extension installed (bench/gpu_context.py), its GPU context made, and the
+    modules the pictures use."""
+    from gpu_context import install_extension as install
+    return install(("bridge", "viewport", "core.trace"), gpu=True)
 
 
 def new_scene(bpy, **settings):
