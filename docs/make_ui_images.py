@@ -122,7 +122,7 @@ def importance_image(bpy, ni, out, size):
 
 
 def remesh_image(bpy, ni, out, size, resolution=96):
-    """An implicit (left) and its remeshed copy (right)."""
+    """An implicit (left) and its mesh (right): Convert to Mesh with Keep Original."""
     new_scene(bpy, **PICTURE)
     add_suzanne(bpy, location=(-1.5, 0.0, 0.0))
     bpy.ops.object.neural_implicit_convert()
@@ -131,7 +131,7 @@ def remesh_image(bpy, ni, out, size, resolution=96):
     bpy.ops.object.select_all(action='DESELECT')
     implicit.select_set(True)
     bpy.context.view_layer.objects.active = implicit
-    bpy.ops.object.neural_implicit_remesh(resolution=resolution)
+    bpy.ops.object.neural_implicit_remesh(resolution=resolution, keep_original=True)
     remeshed = bpy.context.active_object
     remeshed.location.x += 3.0
     bpy.context.view_layer.update()
