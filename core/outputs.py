@@ -58,18 +58,15 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def _is_neural_implicit(path: str) -> bool:
-    """True when ``path`` is an HDF5 file whose ``format`` attribute is ours (metadata only)."""
+    """True when ``path`` is an HDF5 file whose ``format`` attribute is ours: read through the
+    loader's bounded, in-memory open (core.fileformat), so an existing output is inspected as
+    safely as any input."""
+    from .fileformat import FORMAT_NAME, open_in_memory, read_bounded
     try:
-        import h5py
-
-        from .fileformat import FORMAT_NAME
-        with open(path, "rb") as fh:
-            if fh.read(8) != b"\x89HDF\r\n\x1a\n":
-                return False
-        with h5py.File(path, "r") as f:
+        with open_in_memory(read_bounded(path, path), path) as f:
             fmt = f.attrs.get("format")
         return (fmt.decode() if isinstance(fmt, bytes) else fmt) == FORMAT_NAME
-    except Exception:  # an unreadable file is simply not ours
+    except Exception:  # noqa: BLE001 - an unreadable or foreign file is simply not ours
         return False
 
 
