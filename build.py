@@ -268,7 +268,7 @@ def build(platforms: list[str] | None = None, split: bool = True,
 def gpu_check(args: list[str]) -> int:
     """Run bench/gpu_check.py with the current interpreter: a lent GPU machine has no .venv and no
     network to build one, so this command never calls ensure_venv()."""
-    return subprocess.call([sys.executable, str(ROOT / "bench" / "gpu_check.py"), *args], cwd=ROOT)
+    return subprocess.call([sys.executable, "-m", "bench.gpu_check", *args], cwd=ROOT)
 
 
 # ---------------------------------------------------------------------------------------------------

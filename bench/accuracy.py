@@ -1,6 +1,6 @@
 """Accuracy distribution at default settings (paper Figure 5 and §3.3; issue 6, benchmark 1).
 
-    .venv/bin/python bench/accuracy.py [MESH_OR_FOLDER...] [--json out.json] [--plot out.png]
+    .venv/bin/python -m bench.accuracy [MESH_OR_FOLDER...] [--json out.json] [--plot out.png]
         [--markdown]
 
 Converts every mesh in ../shared/meshes (plus every mesh file or folder given) with the default
@@ -19,12 +19,8 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
 
-from variants import mesh_paths  # noqa: E402
+from bench.variants import mesh_paths
 
 PAPER_THRESHOLD = 0.003      # §3.3: 93 % of Thingi10K below it
 PAPER_SHARE = 0.93
@@ -78,7 +74,7 @@ def plot(rows, path):
 
 
 def table(rows, markdown=True):
-    from variants import format_table
+    from bench.variants import format_table
 
     head = ["mesh", "faces of the 256³ mesh", "surface error", "final loss", "Chamfer", "Hausdorff", "p99", "seconds", "load"]
     out = []

@@ -1,6 +1,6 @@
 """SIREN and positional encoding at hidden 32 and 64 (paper A.3; issue 6, benchmark 5).
 
-    .venv/bin/python bench/activations.py [MESH...] [--hidden 32 64] [--json out.json] [--markdown]
+    .venv/bin/python -m bench.activations [MESH...] [--hidden 32 64] [--json out.json] [--markdown]
 
 Default mesh: bunny.off, 8 hidden layers. Variants, each with the default recipe otherwise:
 ReLU (the paper's); ReLU with NeRF positional encoding L = 4 and L = 8; the same with 10 % of the
@@ -16,8 +16,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, finish, format_table, log, run  # noqa: E402
+from bench.variants import OUT, finish, format_table, log, run
 
 NO_FAR = {"far_fraction": 0.0}
 FAR = {"far_fraction": 0.1}

@@ -1,6 +1,6 @@
 """The levers of budget mode, measured one at a time at 30,000 bytes (issue 10).
 
-    .venv/bin/python bench/budget_levers.py [MESH...] [--levers NAME...] [--json out.json] [--markdown]
+    .venv/bin/python -m bench.budget_levers [MESH...] [--levers NAME...] [--json out.json] [--markdown]
 
 Default mesh: bunny.off. Each row changes one thing on the way from the default network to budget
 mode (core/budget.py): storage precision, quantisation-aware fine-tuning, depth against width at
@@ -21,8 +21,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, finish, format_table, log, run  # noqa: E402
+from bench.variants import OUT, finish, format_table, log, run
 
 QAT = {"qat_epochs": 3, "qat_lr": 5e-4}
 FAR = {"far_fraction": 0.1}

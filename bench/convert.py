@@ -1,8 +1,8 @@
 """Benchmark of the core engine's targets (issue 2). Prints figures; asserts nothing.
 
-    python bench/convert.py                 # every mesh in ../shared/meshes, default settings
-    python bench/convert.py --meshes bunny.off spot.obj
-    python bench/convert.py --json out.json
+    python -m bench.convert                 # every mesh in ../shared/meshes, default settings
+    python -m bench.convert --meshes bunny.off spot.obj
+    python -m bench.convert --json out.json
 
 For each mesh it runs ``python -m core convert --json`` in a fresh process (so time and peak memory
 are those of one end-to-end conversion: load, sample, train, save), then remeshes the result at 256^3
@@ -21,7 +21,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 SHARED = os.path.join(ROOT, os.pardir, "shared")
 
 TARGETS = {"surface_error_default": 0.003, "surface_error_all": 0.01, "bunny_seconds": 60.0,

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/csg_images.py [--out docs/images] [--size 256]
+    python -m bench.csg_images [--out docs/images] [--size 256]
 
 spot.obj (the cow) and an icosphere are converted with small settings (a few minutes on 2 CPU
 cores, one torch thread; ``--cache DIR`` keeps them for the next run), the ball is placed over the
@@ -22,10 +22,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gpu_context import ROOT, SHARED, addon_modules, start_blender  # noqa: E402
-from viewport_images import on_background, translate  # noqa: E402
+from bench.gpu_context import ROOT, SHARED, addon_modules, start_blender
+from bench.viewport_images import on_background, translate
 
 #: Blend radius of the smooth operations, in scene units (the cow is about 1.7 units long).
 BLEND = 0.12

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/dataset.py [FOLDER ...] [--ks 1 4 16] [--device cpu|cuda] [--repeat R]
+    python -m bench.dataset [FOLDER ...] [--ks 1 4 16] [--device cpu|cuda] [--repeat R]
                             [--samples 100000] [--pool 1000000] [--epochs 40] [--json OUT.json]
 
 Every mesh under the folders (default ``../shared/meshes``; ``--repeat R`` lists each R times, to fill
@@ -32,11 +32,10 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from core.dataset import convert_dir, find_meshes, read_manifest
+from core.settings import ConversionSettings
 
-from core.dataset import convert_dir, find_meshes, read_manifest  # noqa: E402
-from core.settings import ConversionSettings  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SHARED_MESHES = os.path.join(os.path.dirname(ROOT), "shared", "meshes")
 THINGI10K = 10_000

@@ -1,6 +1,6 @@
 """Draco-compressed mesh at a byte budget, through Blender's glTF exporter (the ``bpy`` module).
 
-    .venv/bin/python bench/draco_baseline.py MESH BUDGET OUT.npz [--bits 14]
+    .venv/bin/python -m bench.draco_baseline MESH BUDGET OUT.npz [--bits 14]
 
 Why a script of its own: it imports ``bpy`` (Blender as a Python module), which core must never
 need; bench/equal_bytes.py runs it in a child process. The mesh is decimated with libigl's qslim
@@ -23,8 +23,6 @@ import tempfile
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def draco_bytes(glb_path: str) -> int:

@@ -1,7 +1,7 @@
 """Equal-bytes comparison (paper Figure 8, issues 6 and 10): a neural implicit in budget mode against
 classical representations of the same stored size.
 
-    .venv/bin/python bench/equal_bytes.py MESH... [--budget 30000] [--json out.json]
+    .venv/bin/python -m bench.equal_bytes MESH... [--budget 30000] [--json out.json]
         [--renders DIR --render-meshes bunny.off spot.obj] [--no-draco] [--default-net]
 
 For each mesh (file paths, or names in ../shared/meshes; ``all`` for every shared mesh):
@@ -35,19 +35,17 @@ import time
 
 import numpy as np
 
+from bench.variants import mesh_paths
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
-
-from variants import mesh_paths  # noqa: E402
 
 
 def draco(path, budget):
     """(V, F, bytes, glb_bytes) of the Draco baseline, or None when bpy is missing or it fails."""
     out = os.path.join(tempfile.mkdtemp(prefix="eqb-"), "d.npz")
-    p = subprocess.run([sys.executable, os.path.join(HERE, "draco_baseline.py"), path, str(budget), out],
-                       capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "bench.draco_baseline", path, str(budget), out],
+                       capture_output=True, text=True, cwd=ROOT)
     if p.returncode != 0 or not os.path.exists(out):
         return None, (p.stderr.strip().splitlines() or ["failed"])[-1]
     d = np.load(out)
@@ -171,7 +169,7 @@ def verdict(row):
 
 
 def table(rows, markdown=True):
-    from variants import format_table
+    from bench.variants import format_table
 
     cols = ["implicit", "default_net", "qslim", "grid_int8", "draco"]
     head = ["mesh", "budget", "orig. bytes"] + [f"{c} CD / HD / p99" for c in cols] + ["impl. s", "load"]

@@ -1,6 +1,6 @@
 """Does mesh extraction limit the accuracy of the mesh a user gets? (issue 10)
 
-    .venv/bin/python bench/extraction.py IMPLICIT.h5 MESH [IMPLICIT.h5 MESH ...]
+    .venv/bin/python -m bench.extraction IMPLICIT.h5 MESH [IMPLICIT.h5 MESH ...]
         [--resolutions 128 256 512] [--markdown]
 
 Remeshes each implicit (e.g. a budget-mode network saved by ``bench/equal_bytes.py --save``) with
@@ -17,16 +17,12 @@ source (a part the mesh misses) or on the mesh (surface it adds).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from core.remesh import Field  # noqa: E402
-from core.sampling import SignedDistance  # noqa: E402
+from core.remesh import Field
+from core.sampling import SignedDistance
 
 
 def main():
@@ -39,7 +35,7 @@ def main():
     from core.fileformat import load
     from core.mesh import load_mesh
     from core.remesh import remesh
-    from variants import mesh_path
+    from bench.variants import mesh_path
 
     if len(args.pairs) % 2:
         ap.error("give implicits and meshes in pairs: IMPLICIT.h5 MESH ...")

@@ -1,7 +1,7 @@
 """GPU check (issue 15): the figures only a machine with an NVIDIA GPU can give, in one short run.
 
     python build.py gpu-check [--out FILE] [--quick] [--device cpu] [--steps convert budget ...]
-    python bench/gpu_check.py ...            # the same, with whatever Python runs it
+    python -m bench.gpu_check ...            # the same, with whatever Python runs it (from the root)
 
 Why a script of its own: the development machine and CI have no GPU, and a GPU machine, when one is
 lent, comes for minutes, without network and without this project's .venv. So the check needs only
@@ -153,10 +153,10 @@ def missing_modules(names) -> list[str]:
 
 
 def use_deps_folder() -> None:
-    """Put ``build/gpu-deps`` (what ``--install`` wrote) and the repository on the import paths of
-    this process and of the child processes (convert-dir's workers, the viewport child)."""
+    """Put ``build/gpu-deps`` (what ``--install`` wrote: third-party packages, no .venv here) on the
+    import paths of this process and of the child processes (convert-dir's workers, the viewport
+    child); the repository is there already (``python -m bench.gpu_check`` from the root)."""
     paths = [str(DEPS)] if DEPS.is_dir() else []
-    paths.append(str(ROOT))
     for p in reversed(paths):
         if p not in sys.path:
             sys.path.insert(0, p)
@@ -387,7 +387,7 @@ def surface_figures(implicit, mesh, ctx: Context) -> dict:
 
 
 def step_convert(ctx: Context, cancel, rec, report) -> dict:
-    from core.convert import convert_checked
+    from core.checked import convert_checked
     from core.fileformat import save
     from core.mesh import load_mesh
 
@@ -402,7 +402,7 @@ def step_convert(ctx: Context, cancel, rec, report) -> dict:
 
 
 def step_budget(ctx: Context, cancel, rec, report) -> dict:
-    from core.convert import convert_checked
+    from core.checked import convert_checked
     from core.mesh import load_mesh
 
     mesh = load_mesh(str(ctx.mesh_path))
@@ -490,10 +490,9 @@ def step_stacked(ctx: Context, cancel, rec, report) -> dict:
 def viewport_child(h5: str, size: str, frames: int) -> int:
     """In a child process: Blender's GPU context, then bench/render.py's shader timing; prints one
     JSON line. A child because bpy without a display may crash the process instead of raising."""
-    sys.path.insert(0, str(HERE))
     import numpy as np
-    from render import bench_gpu, parse_size
-    from gpu_context import addon_modules, start_blender
+    from bench.render import bench_gpu, parse_size
+    from bench.gpu_context import addon_modules, start_blender
 
     start_blender()
     import gpu
@@ -516,7 +515,7 @@ def gpu_tracer(ctx: Context, h5: Path, seconds: float) -> dict:
         pin = requirement_pins().get("bpy", "bpy")
         return {"error": f"bpy is not installed here ({pin}): no viewport frame time"}
     w, h = ctx.m["gpu_size"]
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--viewport-child", str(h5),
+    cmd = [sys.executable, "-m", "bench.gpu_check", "--viewport-child", str(h5),
            "--size", f"{w}x{h}", "--frames", str(ctx.m["gpu_frames"])]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=max(seconds, 1.0), cwd=ROOT)
@@ -531,9 +530,7 @@ def gpu_tracer(ctx: Context, h5: Path, seconds: float) -> dict:
 def numpy_tracer(ctx: Context, h5: Path) -> dict:
     """core.trace's CPU tracer through bench/render.py's bench_numpy, at the mode's small size."""
     import types
-
-    sys.path.insert(0, str(HERE))
-    from render import bench_numpy
+    from bench.render import bench_numpy
     from core import trace
     from core.fileformat import load
 

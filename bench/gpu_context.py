@@ -63,7 +63,7 @@ def install_extension(modules: tuple[str, ...], gpu: bool = False):
     user folder, as a user does with Install from Disk; with ``gpu`` the GPU context is made
     (:func:`start_blender`) before the add-on's modules are imported. Returns ``(bpy, modules)``, the
     add-on's ``modules`` (e.g. "bridge", "core.trace") by their last name. Used by scripts that
-    drive the installed extension (docs/make_ui_images.py, bench/volume_bridge.py)."""
+    drive the installed extension (bench/ui_images.py, bench/volume_bridge.py)."""
     home = tempfile.mkdtemp(prefix="ni-bench-home-")
     os.environ["HOME"] = home
     os.environ["BLENDER_USER_RESOURCES"] = os.path.join(home, "blender")

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/hostile.py [--json bench/out/hostile.json] [--classes files meshes networks folders]
+    python -m bench.hostile [--json bench/out/hostile.json] [--classes files meshes networks folders]
 
 The crafted inputs come from ``tests/hostile/`` (one module per kind: .h5 files, mesh files,
 networks to remesh, folders for convert-dir). Each input runs in its own ``python -m core``
@@ -30,11 +30,9 @@ import tempfile
 import time
 from collections import defaultdict
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+from core import jsonsafe
 
-from core import jsonsafe  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Seconds one command may run before it counts as a hang.
 TIME_LIMIT = 120
@@ -106,7 +104,7 @@ def _folder(tmp: str, name: str) -> str:
 def single_rows(tmp: str, kind: str, module: str, command) -> list[dict]:
     """One command per crafted input of ``tests/hostile/<module>.py``; ``command(case, out_stem)``
     gives its arguments (``out_stem``: a fresh output path without extension)."""
-    cases = importlib.import_module(f"hostile.{module}").cases
+    cases = importlib.import_module(f"tests.hostile.{module}").cases
     out_dir = _folder(tmp, "out-" + module)
     return [_row(kind, c, run_core(command(c, os.path.join(out_dir, c.name))))
             for c in cases(_folder(tmp, module))]
@@ -130,7 +128,7 @@ def network_rows(tmp: str) -> list[dict]:
 def folder_rows(tmp: str) -> list[dict]:
     """convert-dir once per folder pair; each case is judged by its manifest row."""
     from core.dataset import read_manifest
-    from hostile.folders import cases, row_matches
+    from tests.hostile.folders import cases, row_matches
     groups = defaultdict(list)
     for c in cases(_folder(tmp, "folders")):
         groups[(c.in_dir, c.out_dir, c.shape_timeout)].append(c)

@@ -1,6 +1,6 @@
 """Fill the generated blocks of docs/results.md from the benchmarks' JSON output (no hand-typed numbers).
 
-    .venv/bin/python bench/make_results.py [--out bench/out] [--doc docs/results.md]
+    .venv/bin/python -m bench.make_results [--out bench/out] [--doc docs/results.md]
 
 Every block ``<!-- BEGIN name -->`` ... ``<!-- END name -->`` of the document is replaced by what the
 generator ``name`` below makes of ``OUT/<file>.json`` (the files the commands in docs/results.md
@@ -10,16 +10,16 @@ write); a block whose input is missing is left as it is and reported.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
 import sys
 
+from bench.variants import format_table
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-
-from variants import format_table  # noqa: E402
 
 
 def _load(out, name):
@@ -31,7 +31,7 @@ def _load(out, name):
 
 
 def accuracy(out):
-    import accuracy as bench
+    from bench import accuracy as bench
     d = _load(out, "accuracy.json")
     s = d["summary"]
     return (bench.table(d["rows"]) + "\n\n"
@@ -47,7 +47,7 @@ def _equal_rows(out, budget=30_000):
     when it exists: bench/accuracy.py converts every mesh with exactly the default settings
     (threads=1, seed 0) and measures it the same way, so one run serves both tables and the column
     always shows the current defaults."""
-    import equal_bytes as bench
+    from bench import equal_bytes as bench
     d = _load(out, "equal_bytes.json")
     rows = [r for r in d["rows"] if r["budget"] == budget]
     try:
@@ -65,7 +65,7 @@ def _equal_rows(out, budget=30_000):
 
 
 def equal_bytes(out):
-    import equal_bytes as bench
+    from bench import equal_bytes as bench
     rows, s = _equal_rows(out)
     fits = [r["mesh"] for r in rows if r["original_bytes"] <= r["budget"]]
     return (bench.table(rows) + "\n\n"
@@ -126,15 +126,15 @@ def equal_bytes_seeds(out):
 
 
 def rate_distortion(out):
-    import equal_bytes as bench
+    from bench import equal_bytes as bench
     d = _load(out, "rate_distortion.json")
     return bench.table(d["rows"])
 
 
-def _simple(module, file):
+def _simple(module, file, table="table"):
     def gen(out):
-        mod = __import__(module)
-        return mod.table(_load(out, file))
+        mod = importlib.import_module(f"bench.{module}")
+        return getattr(mod, table)(_load(out, file))
     return gen
 
 
@@ -348,7 +348,10 @@ GENERATORS = {
     "sampling_ablation": _simple("sampling_ablation", "sampling_ablation.json"),
     "sampling_far": _simple("sampling_ablation", "sampling_far.json"),
     "activations": _simple("activations", "activations.json"),
-    "speedups": _simple("speedups", "speedups.json"),
+    "time_to_accuracy": _simple("time_to_accuracy", "time_to_accuracy.json"),
+    "time_to_accuracy_thin": _simple("time_to_accuracy", "time_to_accuracy_thin.json"),
+    "step_rate": _simple("time_to_accuracy", "step_rate.json", "step_table"),
+    "budget_recipe": _simple("budget_recipe", "budget_recipe.json"),
     "sizing": sizing, "extraction": extraction, "headline": headline,
     "core_targets": core_targets, "gpu_check": gpu_check,
 }

@@ -8,16 +8,12 @@ camera, hit test, normals (finite differences) and shading are identical in ever
 
 from __future__ import annotations
 
-import os
-import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from core.sampling import SignedDistance  # noqa: E402
-from core.trace import TraceSettings, look_at, perspective, trace  # noqa: E402
+from core.sampling import SignedDistance
+from core.trace import TraceSettings, look_at, perspective, trace
 
 #: Camera direction (network frame, from the shape's centre) and vertical field of view.
 EYE_DIRECTION = np.array([0.55, 0.35, 0.76])

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/remesh.py [shape.h5] [--resolutions 128 256] [--save-h5 out.h5]
+    python -m bench.remesh [shape.h5] [--resolutions 128 256] [--save-h5 out.h5]
 
 With no file, an 8 x 32 network is trained quickly on ``shared/meshes/spot.obj`` (small settings,
 well under 30 s on 2 CPU cores; the fit is rough but the field is a realistic trained network). At the
@@ -19,10 +19,9 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from core.remesh import remesh
 
-from core.remesh import remesh  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SPOT = os.path.join(os.path.dirname(ROOT), "shared", "meshes", "spot.obj")
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/render.py [shape.h5] [--sizes 64 128 1920x1080] [--frames 5] [--json out.json]
+    python -m bench.render [shape.h5] [--sizes 64 128 1920x1080] [--frames 5] [--json out.json]
 
 Prints, per image size: milliseconds per frame, network evaluations per second and the average
 number of sphere-tracing steps per traced pixel, for the shader (through the add-on's real draw code,
@@ -10,8 +10,8 @@ offscreen) and for ``core.trace.trace``. With no file the paper's converted "Geo
 100173, the default 8 x 32 ReLU architecture) is used. GPU evaluations are counted exactly with the
 shader's step-counting variant: tracing steps plus 4 evaluations per hit for the normal.
 
-Runs with the ``bpy`` module (``.venv/bin/python bench/render.py``) or inside Blender
-(``blender -b --python bench/render.py -- --sizes 1920x1080``). On a machine without a GPU, Blender
+Runs with the ``bpy`` module, from the repository root (``.venv/bin/python -m bench.render --sizes
+1920x1080``; arguments after a ``--`` also work). On a machine without a GPU, Blender
 draws with Mesa's llvmpipe, a software rasteriser on the CPU: its numbers say nothing about a GPU.
 """
 
@@ -26,9 +26,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gpu_context import SHARED, addon_modules, start_blender  # noqa: E402
+from bench.gpu_context import SHARED, addon_modules, start_blender
 
 
 def parse_size(text: str) -> tuple[int, int]:

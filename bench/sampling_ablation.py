@@ -1,7 +1,7 @@
 """Sampling ablation (paper §2.1.2; issue 6, benchmark 4): uniform, DeepSDF-style near-surface
 Gaussian and importance sampling at several beta, on the default 8 x 32 network.
 
-    .venv/bin/python bench/sampling_ablation.py [MESH...] [--json out.json] [--plot out.png] [--markdown]
+    .venv/bin/python -m bench.sampling_ablation [MESH...] [--json out.json] [--plot out.png] [--markdown]
 
 Default mesh: bunny.off. Every variant trains the default recipe (30 epochs, one-cycle 0.015,
 batch 4096, 1M samples, threads=1) on a differently drawn training set and is followed epoch by
@@ -16,8 +16,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, finish, first_epoch_below, format_table, log, run, selected_variants  # noqa: E402
+from bench.variants import OUT, finish, first_epoch_below, format_table, log, run, selected_variants
 
 #: name -> ConversionSettings changes
 PURE = {"surface_fraction": 0.0, "far_fraction": 0.0}

@@ -1,7 +1,7 @@
 """Shell mode on open geometry: Chamfer and Hausdorff of the remeshed shell against the source sheet.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/shell.py                       # default settings
-    OMP_NUM_THREADS=1 .venv/bin/python bench/shell.py --budget-bytes 30000  # budget mode, 30 kB
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.shell                       # default settings
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.shell --budget-bytes 30000  # budget mode, 30 kB
 
 Converts lilium.obj, soup.stl, teapot.obj (../shared/meshes) and a 20 x 20-quad plane built here in
 shell mode (``surface="shell"``, the default half thickness unless ``--thickness``), checked like
@@ -16,20 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from core.checked import ConversionFailed, convert_checked
+from core.mesh import load_mesh, mesh_from_arrays
+from core.metrics import surface_distances
+from core.openness import boundary_edge_count
+from core.remesh import remesh
+from core.settings import ConversionSettings
 
-from core.convert import ConversionFailed, convert_checked  # noqa: E402
-from core.mesh import load_mesh, mesh_from_arrays  # noqa: E402
-from core.metrics import surface_distances  # noqa: E402
-from core.openness import boundary_edge_count  # noqa: E402
-from core.remesh import remesh  # noqa: E402
-from core.settings import ConversionSettings  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MESHES = os.path.normpath(os.path.join(ROOT, os.pardir, "shared", "meshes"))
 OUT = os.path.join(ROOT, "bench", "out", "shell.json")

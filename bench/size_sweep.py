@@ -1,7 +1,7 @@
 """Size sweep (paper Figure 1; issue 6, benchmark 3): accuracy, bytes, evaluation cost and conversion
 time over a grid of network shapes, everything else at the defaults.
 
-    .venv/bin/python bench/size_sweep.py [MESH...] [--layers 2 4 8 12] [--hidden 16 32 64 128]
+    .venv/bin/python -m bench.size_sweep [MESH...] [--layers 2 4 8 12] [--hidden 16 32 64 128]
         [--json out.json] [--plot out.png] [--markdown]
 
 Default mesh: bunny.off. Each shape is converted in this process with ConversionSettings(layers,
@@ -18,8 +18,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variants import OUT, finish, format_table, log, run  # noqa: E402
+from bench.variants import OUT, finish, format_table, log, run
 
 
 def plot(rows, path):
@@ -69,7 +68,7 @@ def remeasure_eval(args):
     import numpy as np
 
     from core.implicit import Architecture, Implicit
-    from variants import evaluation_cost
+    from bench.variants import evaluation_cost
 
     with open(args.json) as fh:
         rows = json.load(fh)

@@ -1,8 +1,8 @@
-"""Shared runner of the recipe benchmarks (size sweep, sampling ablation, SIREN/PE, speed-ups,
-budget levers): convert one mesh with one variant of the settings and measure it the same way.
+"""Shared runner of the recipe benchmarks (size sweep, sampling ablation, SIREN/PE, budget
+levers): convert one mesh with one variant of the settings and measure it the same way.
 
-Not a script: bench/size_sweep.py, bench/sampling_ablation.py, bench/activations.py,
-bench/speedups.py and bench/budget_levers.py import it. Every run is appended to a JSONL log
+Not a script: bench/size_sweep.py, bench/sampling_ablation.py, bench/activations.py and
+bench/budget_levers.py import it. Every run is appended to a JSONL log
 (bench/out/, git-ignored) so long sweeps can be inspected while they run.
 """
 
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
+from core.errors import InputError
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
 SHARED_MESHES = os.path.normpath(os.path.join(ROOT, os.pardir, "shared", "meshes"))
 OUT = os.path.join(HERE, "out")
 
@@ -83,9 +83,6 @@ def evaluation_cost(implicit, n: int = 200_000, repeats: int = 3) -> float:
         implicit.evaluate(Q)
         best = min(best, time.perf_counter() - t)
     return best / n * 1e6
-
-
-from core.errors import InputError  # noqa: E402
 
 
 def run(mesh_name: str, settings, refinements=None, track: bool = False, heldout_cache=None) -> dict:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/verify_check.py [--meshes bunny.off spot.obj ...] [--epochs 30] [--json out.json]
+    python -m bench.verify_check [--meshes bunny.off spot.obj ...] [--epochs 30] [--json out.json]
 
 For every mesh (default: all of ../shared/meshes) a network is trained with the default settings
 (``--epochs`` overrides the epoch count) and checked, then two failures built from it are checked
@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+from core import jsonsafe
+from core.implicit import Implicit
+from core.verify import verify
+from tests.hostile.networks import constant, negated
 
-from core import jsonsafe  # noqa: E402
-from core.implicit import Implicit  # noqa: E402
-from core.verify import verify  # noqa: E402
-from hostile.networks import constant, negated  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/viewport_images.py [--out docs/images] [--size 256] [--no-convert]
+    python -m bench.viewport_images [--out docs/images] [--size 256] [--no-convert]
 
 For each of the paper's released networks in ../shared/paper-weights (with the matching mesh of
 ../shared/meshes) and for spot.obj converted here with small settings (about a minute on 2 CPU
@@ -21,9 +21,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gpu_context import ROOT, SHARED, addon_modules, start_blender  # noqa: E402
+from bench.gpu_context import ROOT, SHARED, addon_modules, start_blender
 
 PAPER_SHAPES = ("100173", "50736", "63451", "40921", "679615")
 BACKGROUND = (0.23, 0.23, 0.23)     # close to Blender's default viewport grey (display space)

@@ -2,9 +2,9 @@
 
 Usage::
 
-    .venv/bin/python bench/volume_bridge.py [--weights W.h5 --mesh M.stl] [--resolutions 64 128 256]
+    .venv/bin/python -m bench.volume_bridge [--weights W.h5 --mesh M.stl] [--resolutions 64 128 256]
 
-Builds and installs the extension into a temporary user folder (as docs/make_ui_images.py does),
+Builds and installs the extension into a temporary user folder (as bench/ui_images.py does),
 loads a paper network (default 50736) as an implicit object, bakes it with "Bake Neural Implicit to
 Volume" at the voxel size of ``core.remesh`` at each resolution (``2 / (R * scale)``), meshes the
 volume with a Geometry Nodes modifier (Object Info -> Get Named Grid "distance" -> Grid to Mesh,
@@ -24,13 +24,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 SHARED = ROOT.parent / "shared"
 
 
 def install_extension():
     """bpy with the extension installed (bench/gpu_context.py) and the modules this bench uses."""
-    from gpu_context import install_extension as install
+    from bench.gpu_context import install_extension as install
     bpy, mods = install(("bridge", "volume_ops", "core.metrics", "core.remesh", "core.mesh",
                          "core.paper_import"))
     return bpy, vars(mods)

@@ -110,31 +110,15 @@ def check_shape(result: ConversionResult, mesh: Mesh, settings: ConversionSettin
     shape converted alone, and record the check in its metadata ("verification").
 
     Why: the loss and the surface error both reward a collapsed network; a stack must not write
-    one silently. A closed mesh whose network fails is converted again alone by
-    core.convert.convert_checked with seeds ``seed + 1`` and ``seed + 2`` (one torch thread: this
-    runs in a worker process), which raises ConversionFailed when those fail too. Open input (no
-    well-defined inside) keeps its network, the failure becoming a warning. ``stage`` is told
-    "retrying" before a retry (worker time limits name the stage).
+    one silently. A network that fails is converted again alone by core.convert.convert_checked
+    (its ``trained`` first attempt) with seeds ``seed + 1`` and ``seed + 2`` (one torch thread:
+    this runs in a worker process), which raises ConversionFailed when those fail too; open input
+    fails only without a surface, as everywhere. ``stage`` is told "retrying" before a retry
+    (worker time limits name the stage).
     """
-    from .verify import verify
-    v = verify(result.implicit, mesh, seed=settings.seed)
-    if v.passed:
-        result.implicit.metadata["verification"] = v.to_dict()
-        return CheckedShape(result, v, warnings=list(v.warnings))
-    if v.open_input:
-        result.implicit.metadata["verification"] = v.to_dict()
-        return CheckedShape(result, v, warnings=[*v.warnings, *(f"the check failed (kept: the mesh "
-                                                                f"is open): {p}" for p in v.problems)])
-    from .convert import ConversionFailed, convert_checked
-    if stage is not None:
-        stage("retrying")
-    seed = settings.seed
-    try:
-        retried = convert_checked(mesh, settings.replace(seed=(seed + 1) % 2 ** 32, threads=1),
-                                  attempts=RETRY_ATTEMPTS)
-    except ConversionFailed as e:
-        raise ConversionFailed(f"{e} | seed {seed} (in the stack): {'; '.join(v.problems)}") from None
-    passed = retried.implicit.metadata["settings"]["seed"]
-    return CheckedShape(retried, retried.verification, retried=True, warnings=[
-        f"seed {seed} failed the check ({'; '.join(v.problems)}); converted again alone, seed "
-        f"{passed} passed", *retried.warnings])
+    from .checked import convert_checked
+    retrying = None if stage is None else (lambda: stage("retrying"))
+    checked = convert_checked(mesh, settings.replace(threads=1), attempts=1 + RETRY_ATTEMPTS,
+                              trained=result, on_retry=retrying)
+    return CheckedShape(checked, checked.verification, retried=checked is not result,
+                        warnings=list(checked.warnings))

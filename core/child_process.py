@@ -13,7 +13,8 @@ Protocol (one child per call, files in a temporary folder that is deleted afterw
   vertex importance) and ``job.json`` (names, ``ConversionSettings.to_dict()``, size mode: target
   error or byte budget, whether the shapes train together as one stack, attempts);
 * out, one JSON object per line on the child's stdout (anything else the child prints goes to its
-  stderr): ``{"progress": {Progress fields}, "index": i}``; ``{"result": i, "file": "result_<i>.h5",
+  stderr): ``{"progress": {Progress fields}, "index": i}``, its ``shape`` naming the shape it is
+  about (a stack's records too, whose index is null); ``{"result": i, "file": "result_<i>.h5",
   "summary": {...}, "warnings": [...]}`` for each finished shape, its network written with
   ``core.fileformat.save``; ``{"error": message, "kind": "InputError" | "ConversionFailed" | ...,
   "index": i}`` for a shape that failed (index null: every shape without an outcome);
@@ -47,7 +48,7 @@ import numpy as np
 
 from .errors import Cancelled, FileFormatError, InputError
 from .parent_death import die_with_parent
-from .progress import CancelToken, Progress, ProgressCallback
+from .progress import CancelToken, Progress, ProgressCallback, for_shape
 from .settings import ConversionSettings
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,7 @@ def _load_result(workdir: str, msg: dict):
 def _exception(kind: str, message: str) -> BaseException:
     """The caller-side exception for an error line of the child."""
     if kind == "ConversionFailed":
-        from .convert import ConversionFailed
+        from .checked import ConversionFailed
         return ConversionFailed(message)
     known = {"InputError": InputError, "FileFormatError": FileFormatError, "Cancelled": Cancelled,
              "MemoryError": MemoryError}
@@ -386,8 +387,11 @@ def _emit(out, msg: dict) -> None:
     out.flush()
 
 
-def _progress_line(out, index: Optional[int]):
-    return lambda p: _emit(out, {"progress": asdict(p), "index": index})
+def _progress_line(out, index: Optional[int], name: str = ""):
+    """Progress records as protocol lines; those of one shape (``index``) name it (``shape``)."""
+    def line(p):
+        _emit(out, {"progress": asdict(p), "index": index})
+    return for_shape(line, name) if name else line
 
 
 def _emit_error(out, index: Optional[int], exc: BaseException) -> None:
@@ -412,12 +416,12 @@ def _mesh(shape: ShapeInput):
 
 def _run_one(out, workdir: str, index: int, shape: ShapeInput, settings, job: dict) -> None:
     """Convert one shape with its check (core.convert.convert_checked); emit its result or error."""
-    from .convert import convert_checked
+    from .checked import convert_checked
 
     try:
         result = convert_checked(_mesh(shape), settings, target_error=job["target_error"],
                                  budget_bytes=job["budget_bytes"], attempts=job["attempts"],
-                                 progress=_progress_line(out, index))
+                                 progress=_progress_line(out, index, shape.name))
         _emit_result(out, workdir, index, result)
     except Exception as exc:  # every failure becomes an error line; bugs also get a traceback
         _emit_error(out, index, exc)
@@ -425,9 +429,10 @@ def _run_one(out, workdir: str, index: int, shape: ShapeInput, settings, job: di
 
 def _run_together(out, workdir: str, shapes: list[ShapeInput], settings, job: dict) -> None:
     """Several shapes as one stack (core.batch_train.convert_many), then each checked alone
-    (:func:`checked_stacked`). A mesh that fails validation fails alone; when one cannot be sampled
+    (core.convert.convert_checked with the stacked network as its first attempt). A mesh that fails validation fails alone; when one cannot be sampled
     the rest convert one at a time."""
     from .batch_train import convert_many
+    from .checked import convert_checked
 
     meshes, where = [], []
     for i, shape in enumerate(shapes):
@@ -447,42 +452,12 @@ def _run_together(out, workdir: str, shapes: list[ShapeInput], settings, job: di
         return
     for i, mesh, result in zip(where, meshes, results):
         try:
-            result = checked_stacked(mesh, result, settings, job["attempts"],
-                                     progress=_progress_line(out, i))
+            result = convert_checked(mesh, settings, attempts=job["attempts"], trained=result,
+                                     progress=_progress_line(out, i, shapes[i].name))
             _emit_result(out, workdir, i, result)
         except Exception as exc:  # every failure becomes an error line; bugs also get a traceback
             _emit_error(out, i, exc)
 
 
-def checked_stacked(mesh, result, settings: ConversionSettings, attempts: int, progress=None,
-                    cancel=None):
-    """The check of :func:`core.convert.convert_checked` for a network trained in a stack with
-    ``settings`` (its first attempt): a passing result gets its verification and warnings; a
-    failing one is converted again alone by ``convert_checked`` from seed + 1 with the attempts
-    left. Raises ConversionFailed when every attempt failed."""
-    from .convert import ConversionFailed, convert_checked
-    from .verify import verify
-
-    v = verify(result.implicit, mesh, seed=settings.seed)
-    if v.passed:
-        result.verification = v
-        result.warnings = list(v.warnings)
-        result.implicit.metadata["verification"] = {**v.to_dict(), "attempts": 1}
-        return result
-    first = f"seed {settings.seed}: {'; '.join(v.problems)}"
-    if attempts <= 1:
-        raise ConversionFailed(f"{mesh.name}: the conversion failed its check 1 time(s): {first}")
-    retry_settings = settings.replace(seed=(settings.seed + 1) % 2 ** 32)
-    try:
-        retry = convert_checked(mesh, retry_settings, attempts=attempts - 1, progress=progress,
-                                cancel=cancel)
-    except ConversionFailed as exc:
-        raise ConversionFailed(f"{exc} | (stacked) {first}") from None
-    retry.warnings.insert(0, f"the network trained in the stack failed the check ({first}); "
-                             f"trained again alone")
-    retry.implicit.metadata["verification"]["attempts"] += 1
-    return retry
-
-
 __all__ = ["ShapeInput", "ChildResult", "ChildDied", "ChildError", "convert_in_child", "main",
-           "describe_exit", "child_path", "checked_stacked"]
+           "describe_exit", "child_path"]

@@ -1,7 +1,8 @@
 """Mesh -> neural implicit: the pipeline wired together (normalise, sample, train, measure).
 
-Why a module of its own: the command line, the Blender add-on and the dataset converter all call
-this one function, so a conversion means the same thing everywhere.
+Why a module of its own: every way of converting (one shape, core.sizing's ladder, core.budget, a
+stack in core.batch_train) builds on these functions, so a conversion means the same thing
+everywhere. The entry point that picks the size mode and checks the result is core.checked.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__
-from .errors import Cancelled, InputError
+from .errors import Cancelled
 from .implicit import Implicit
 from .mesh import Mesh
 from .metrics import surface_error
@@ -22,7 +23,7 @@ from .quantize import with_storage
 from .sampling import (SampleSet, importance_sample, merge, surface_set,
                        with_far_field)
 from .settings import ConversionSettings
-from .shell import distance_for, trained_thickness
+from .shell import distance_for
 
 
 @dataclass
@@ -56,72 +57,6 @@ class ConversionResult:
             "verification": None if self.verification is None else self.verification.to_dict(),
             "warnings": list(self.warnings),
         }
-
-
-class ConversionFailed(InputError):
-    """Every attempt trained a network that failed the check against its source (core.verify)."""
-
-
-#: Attempts of :func:`convert_checked` (seeds ``seed``, ``seed + 1``, ...) before it gives up.
-ATTEMPTS = 3
-
-
-def convert_checked(mesh: Mesh, settings: ConversionSettings | None = None, *,
-                    target_error: float | None = None, budget_bytes: int | None = None,
-                    progress=None, cancel=None, attempts: int = ATTEMPTS) -> ConversionResult:
-    """Convert ``mesh`` in the chosen size mode and check the result against the source.
-
-    The one entry point of the command line, the add-on and convert-dir's retries. Size modes: a
-    fixed architecture (``settings``), the smallest network reaching ``target_error``
-    (core.sizing) or the most accurate one in ``budget_bytes`` (core.budget). The network is
-    checked by :func:`core.verify.verify` (a surface exists, the sign agrees with the winding
-    number, the mesh it gives is close); a failed check trains again with the next seed, at most
-    ``attempts`` times in all. The file records the check (``metadata["verification"]``) and the
-    settings that ran, seed included.
-
-    Raises ConversionFailed when every attempt failed (open input fails only without a surface;
-    its other findings are warnings), InputError for bad input, Cancelled when ``cancel`` is set.
-    """
-    from .verify import verify
-
-    if target_error is not None and budget_bytes is not None:
-        raise InputError("a target error and a byte budget choose the network size in two "
-                         "different ways: give one of them")
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise InputError(f"attempts must be a positive integer, got {attempts!r}")
-    settings = (settings or ConversionSettings()).validate()
-    failures = []
-    for attempt in range(attempts):
-        tried = settings if attempt == 0 else settings.replace(seed=(settings.seed + attempt) % 2 ** 32)
-        result = _convert_in_mode(mesh, tried, target_error, budget_bytes, progress, cancel)
-        check(cancel)
-        report(progress, stage="checking", fraction=0.0,
-               message="checking the result against the source mesh")
-        v = verify(result.implicit, mesh, seed=tried.seed,
-                   shell_thickness=trained_thickness(result.implicit))
-        report(progress, stage="checking", fraction=1.0, message=v.summary())
-        if v.passed:
-            result.verification = v
-            result.warnings = list(result.warnings) + list(v.warnings)
-            if failures:
-                result.warnings.insert(0, f"{len(failures)} earlier attempt(s) failed the check "
-                                          f"({failures[0]}); seed {tried.seed} passed")
-            result.implicit.metadata["verification"] = {**v.to_dict(), "attempts": attempt + 1}
-            return result
-        failures.append(f"seed {tried.seed}: {'; '.join(v.problems)}")
-    raise ConversionFailed(f"{mesh.name}: the conversion failed its check {attempts} time(s): "
-                           + " | ".join(failures))
-
-
-def _convert_in_mode(mesh, settings, target_error, budget_bytes, progress, cancel) -> ConversionResult:
-    """One conversion in the size mode asked for (no check)."""
-    if target_error is not None:
-        from .sizing import convert_to_target_error
-        return convert_to_target_error(mesh, target_error, settings, progress=progress, cancel=cancel)
-    if budget_bytes is not None:
-        from .budget import convert_to_budget
-        return convert_to_budget(mesh, budget_bytes, settings, progress=progress, cancel=cancel)
-    return convert_mesh(mesh, settings, progress=progress, cancel=cancel)
 
 
 def peak_memory_mb() -> float | None:
@@ -249,25 +184,24 @@ def _train_network(mesh_net, settings, refinements, data, device, progress, canc
     from .model import StackedMLP
     from .train import TrainConfig, train
 
-    gen = torch.Generator().manual_seed(settings.seed)
-    model = StackedMLP(settings.architecture, 1, gen).to(device)
+    cfg = TrainConfig.of(settings)
+    model = StackedMLP(settings.architecture, 1, torch.Generator().manual_seed(settings.seed),
+                       cfg.init).to(device)
     P = torch.from_numpy(data.points).to(device)[None]
     Y = torch.from_numpy(data.sdf).to(device)[None]
-    cfg = TrainConfig(epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
-                      schedule=settings.schedule, patience=settings.patience)
     hook = None
     if refinements is not None and refinements.validate().resample_every:
         hook = _resampler(mesh_net, settings, refinements, data, device, progress, cancel)
     result = train(model, P, Y, cfg, progress=progress, cancel=cancel, seed=settings.seed,
                    on_epoch_end=hook)
     if refinements is not None and refinements.qat_epochs and settings.dtype != "float32":
-        from .refine import fake_quantized
+        from .refine import quantizer
         if hook is not None and hook.last is not None:
             P, Y = hook.last
         qcfg = TrainConfig(epochs=refinements.qat_epochs, lr=refinements.qat_lr,
                            batch_size=settings.batch_size, schedule="cosine")
-        with fake_quantized(model, settings.dtype):
-            q = train(model, P, Y, qcfg, progress=progress, cancel=cancel, seed=settings.seed + 1)
+        q = train(model, P, Y, qcfg, progress=progress, cancel=cancel, seed=settings.seed + 1,
+                  quantize=quantizer(settings.dtype))
         result.history += q.history
         result.final_loss = q.final_loss
     return model, result, None if hook is None else hook.history[-8:]

@@ -65,7 +65,7 @@ import numpy as np
 
 from .constants import BOUND_RADIUS, EVAL_CHUNK
 from .errors import InputError
-from .remesh import Field, eval_chunk
+from .remesh import DEFAULT_RESOLUTION, Field, eval_chunk
 
 #: The operations, in the order of their codes (the shader receives ``OPERATIONS.index(op)``).
 OPERATIONS = ("union", "intersection", "difference",
@@ -393,7 +393,8 @@ __all__ = ["OPERATIONS", "SMOOTH", "MAX_LEAVES", "MAX_DEPTH", "CSGShape", "CSGSt
            "leaf_value", "lens_volumes"]
 
 
-def distill(shape, settings=None, resolution: int = 256, progress=None, cancel=None):
+def distill(shape, settings=None, resolution: int = DEFAULT_RESOLUTION, progress=None,
+            cancel=None):
     """Train one new network on a CSG result, so a stack becomes a single compact implicit again.
 
     The result's surface is extracted by sparse marching cubes at ``resolution`` (in the world

@@ -127,8 +127,30 @@ def similarity_problem(T: np.ndarray) -> str | None:
 
 def save(implicit: Implicit, path: str) -> int:
     """Write ``implicit`` to ``path`` (temporary name first, then renamed). Returns the file size."""
-    h5py = _h5py()
     path = os.fspath(path)
+    fields = _fields(implicit)
+    tmp = path + ".part"
+    try:
+        _write(tmp, fields)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return os.path.getsize(path)
+
+
+def to_bytes(implicit: Implicit) -> bytes:
+    """:func:`save` in memory (e.g. to store a network in a .blend): the same attributes, datasets
+    and checksum, laid out a little more tightly by HDF5 than in a file."""
+    buffer = io.BytesIO()
+    _write(buffer, _fields(implicit))
+    return buffer.getvalue()
+
+
+def _fields(implicit: Implicit) -> tuple:
+    """(architecture JSON, storage, metadata JSON, transform, encoded layers), validated."""
+    _h5py()
     storage = implicit.storage
     if storage not in STORAGES:
         raise InputError(f"storage must be one of {STORAGES}, got {storage!r}")
@@ -140,27 +162,25 @@ def save(implicit: Implicit, path: str) -> int:
         raise InputError(f"metadata is {len(meta)} bytes; at most {MAX_METADATA_BYTES} are allowed")
     architecture = json.dumps(implicit.architecture.to_dict(), sort_keys=True)
     layers = [encode_layer(W, b, storage) for W, b in zip(implicit.weights, implicit.biases)]
-    tmp = path + ".part"
-    try:
-        with h5py.File(tmp, "w", libver=("v108", "latest")) as f:   # readable by HDF5 >= 1.8
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["architecture"] = architecture
-            f.attrs["storage"] = storage
-            f.attrs["metadata"] = meta
-            f.attrs["checksum"] = checksum(architecture, storage, implicit.transform, layers)
-            f.create_dataset("transform", data=implicit.transform.astype("<f8"))
-            g = f.create_group("layers")
-            for i, arrays in enumerate(layers):
-                lg = g.create_group(str(i))
-                for name, a in arrays.items():
-                    lg.create_dataset(name, data=a)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return os.path.getsize(path)
+    return architecture, storage, meta, implicit.transform, layers
+
+
+def _write(target, fields: tuple) -> None:
+    """Write :func:`_fields` into ``target``, a path or a binary file object."""
+    architecture, storage, meta, transform, layers = fields
+    with _h5py().File(target, "w", libver=("v108", "latest")) as f:   # readable by HDF5 >= 1.8
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["architecture"] = architecture
+        f.attrs["storage"] = storage
+        f.attrs["metadata"] = meta
+        f.attrs["checksum"] = checksum(architecture, storage, transform, layers)
+        f.create_dataset("transform", data=transform.astype("<f8"))
+        g = f.create_group("layers")
+        for i, arrays in enumerate(layers):
+            lg = g.create_group(str(i))
+            for name, a in arrays.items():
+                lg.create_dataset(name, data=a)
 
 
 def _json_default(o):
@@ -431,11 +451,12 @@ def load(path: str) -> Implicit:
     path = os.fspath(path)
     name = display_name(path)
     with reading(name):
-        return load_bytes(read_bounded(path, name), name)
+        return from_bytes(read_bounded(path, name), name)
 
 
-def load_bytes(data: bytes, name: str = "<bytes>") -> Implicit:
-    """:func:`load` for the bytes of a file (e.g. stored in a .blend); ``name`` goes into messages."""
+def from_bytes(data: bytes, name: str = "<bytes>") -> Implicit:
+    """:func:`load` for the bytes of a file (e.g. stored in a .blend, or made by :func:`to_bytes`),
+    with every check of the reading boundary; ``name`` goes into messages."""
     with reading(name):
         if len(data) > MAX_FILE_BYTES:
             raise FileFormatError(f"{name}: larger than any valid file (at most {MAX_FILE_BYTES:,} "

@@ -1,128 +1,25 @@
 """The trained shape: architecture + similarity transform + weights, evaluated with numpy alone.
 
-Why this module exists: it defines the **one weight layout** that numpy, torch (``model.py``) and the
-viewport shader all read, so the three evaluators cannot drift apart. Torch is never imported here.
-
-Layout
-------
-For ``layers`` hidden layers of width ``hidden`` there are ``layers + 1`` linear layers::
-
-    h_0 = encode(x)                       x : (3,) point in the network frame
-    h_{i+1} = act(W_i @ h_i + b_i)        i = 0 .. layers-1, W_i : (out, in) float32
-    f(x) = tanh(W_L @ h_L + b_L)          W_L : (1, hidden)
-
-* ``act`` is ReLU, or ``sin`` for SIREN networks. SIREN's frequency factor omega_0 is folded into
-  ``W_i`` and ``b_i`` when the network is exported, so every evaluator applies plain ``sin(W h + b)``.
-* ``encode`` is the identity (3 inputs) or, with ``encoding_frequencies = L > 0``, NeRF's positional
-  encoding ``[x, sin(2^0 pi x), cos(2^0 pi x), ..., sin(2^(L-1) pi x), cos(2^(L-1) pi x)]``, each term
-  a 3-vector, so ``3 + 6 L`` inputs.
-* ``f`` is a signed distance in the network frame, negative inside.
+The network it evaluates (parameter order, encoding, activations, head) is defined in ``layout.py``,
+which numpy (here), torch (``model.py``) and the viewport's shader (``glsl.py``) all read, so the three
+evaluators cannot drift apart. Torch is never imported here.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .constants import BOUND_RADIUS, EVAL_CHUNK, MESH_RADIUS
 from .errors import InputError
-
-ACTIVATIONS = ("relu", "sine")
+from .layout import (ACTIVATIONS, MAX_LAYERS, MAX_PARAMETERS,  # noqa: F401  (re-exported)
+                     Architecture, activate, activation_derivative, encode, encoding_jacobian,
+                     encoding_scales, head, head_derivative)
 
 #: Bytes of one layer's activations in one evaluation chunk, at most (see Implicit.eval_chunk).
 ACTIVATION_BYTES = 64 << 20
-
-#: Limits of an architecture. Files are untrusted input: a few bytes of JSON in a .h5 file name the
-#: architecture, and every array the loader allocates follows from it, so the limits are what keeps a
-#: small hostile file from claiming gigabytes. MAX_PARAMETERS (8 MB of float32 weights) is 11 times
-#: the largest network the project trains (core/sizing.py's ladder ends at 12 x 128, 182,273
-#: parameters) and 4 times a wide 8 x 256 with 16 encoding frequencies (486,401).
-MAX_LAYERS = 64
-MAX_HIDDEN = 4096
-MAX_ENCODING_FREQUENCIES = 16
-MAX_PARAMETERS = 2_000_000
-
-
-def _is_int(v) -> bool:
-    """A true integer: ``True`` is an int in Python but never a layer count."""
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Shape of the network. ``layers`` counts hidden layers (the paper's N), ``hidden`` their width."""
-
-    layers: int = 8
-    hidden: int = 32
-    activation: str = "relu"
-    encoding_frequencies: int = 0
-
-    def __post_init__(self):
-        if not (_is_int(self.layers) and 1 <= self.layers <= MAX_LAYERS):
-            raise InputError(f"layers must be an integer in 1..{MAX_LAYERS}, got {self.layers!r}")
-        if not (_is_int(self.hidden) and 1 <= self.hidden <= MAX_HIDDEN):
-            raise InputError(f"hidden must be an integer in 1..{MAX_HIDDEN}, got {self.hidden!r}")
-        if not (isinstance(self.activation, str) and self.activation in ACTIVATIONS):
-            raise InputError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if not (_is_int(self.encoding_frequencies)
-                and 0 <= self.encoding_frequencies <= MAX_ENCODING_FREQUENCIES):
-            raise InputError(f"encoding_frequencies must be an integer in "
-                             f"0..{MAX_ENCODING_FREQUENCIES}, got {self.encoding_frequencies!r}")
-        if self.parameters > MAX_PARAMETERS:
-            raise InputError(f"a network of {self.layers} x {self.hidden} has {self.parameters:,} "
-                             f"parameters; at most {MAX_PARAMETERS:,} are allowed")
-
-    @property
-    def input_dim(self) -> int:
-        return 3 + 6 * self.encoding_frequencies
-
-    def layer_shapes(self) -> list[tuple[int, int]]:
-        """(out, in) of every linear layer, first to last."""
-        shapes = [(self.hidden, self.input_dim)]
-        shapes += [(self.hidden, self.hidden)] * (self.layers - 1)
-        shapes.append((1, self.hidden))
-        return shapes
-
-    @property
-    def parameters(self) -> int:
-        return sum(o * i + o for o, i in self.layer_shapes())
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Architecture":
-        if not isinstance(d, dict):
-            raise InputError(f"architecture must be a JSON object, got {type(d).__name__}")
-        known = {"layers", "hidden", "activation", "encoding_frequencies"}
-        unknown = set(d) - known
-        if unknown:
-            raise InputError(f"unknown architecture fields: {sorted(unknown)}")
-        return cls(**d)
-
-
-def encode(X: np.ndarray, frequencies: int) -> np.ndarray:
-    """Positional encoding of (n, 3) points -> (n, 3 + 6 L), in the order documented above."""
-    if frequencies == 0:
-        return X
-    parts = [X]
-    for k in range(frequencies):
-        s = (2.0 ** k) * np.pi
-        parts += [np.sin(s * X), np.cos(s * X)]
-    return np.concatenate(parts, axis=1)
-
-
-def _encode_jacobian(X: np.ndarray, frequencies: int) -> np.ndarray:
-    """d encode / d x as (n, 3 + 6L, 3); each encoded coordinate depends on one input axis."""
-    n = X.shape[0]
-    eye = np.broadcast_to(np.eye(3, dtype=X.dtype), (n, 3, 3))
-    parts = [eye]
-    for k in range(frequencies):
-        s = (2.0 ** k) * np.pi
-        parts += [eye * (s * np.cos(s * X))[:, None, :], eye * (-s * np.sin(s * X))[:, None, :]]
-    return np.concatenate(parts, axis=1)
 
 
 @dataclass
@@ -132,7 +29,7 @@ class Implicit:
     Attributes
     ----------
     architecture : Architecture
-    weights : list of (out, in) float32 arrays, one per linear layer (see the module docstring)
+    weights : list of (out, in) float32 arrays, one per linear layer (``layout.py``)
     biases : list of (out,) float32 arrays
     transform : (4, 4) float64, the similarity that maps mesh-frame points to the network frame
         (``x_net = s R x + t`` with ``R`` the identity for conversions of ours).
@@ -214,7 +111,7 @@ class Implicit:
         makes of the infinity later (a fused multiply-add can turn it into a finite tanh of 1):
         callers then report the overflow instead of reading it as inside or outside."""
         arch = self.architecture
-        h = encode(X, arch.encoding_frequencies)
+        h = encode(X, encoding_scales(arch.encoding_frequencies))
         pre = []
         overflow = None
         last = len(self.weights) - 1
@@ -224,11 +121,12 @@ class Implicit:
                 if keep:
                     pre.append(z)
                 if i == last:
-                    h = np.tanh(z)
+                    h = head(z)
                     break
-                h = np.maximum(z, 0.0) if arch.activation == "relu" else np.sin(z)
-                bad = ~np.isfinite(h.sum(axis=1))
-                overflow = bad if overflow is None else overflow | bad
+                h = activate(z, arch.activation)
+                if not np.isfinite(h.sum()):       # one fast pass; rows only when something is off
+                    bad = ~np.isfinite(h.sum(axis=1))
+                    overflow = bad if overflow is None else overflow | bad
         f = h[:, 0]
         if overflow is not None and overflow.any():
             f = np.where(overflow, np.float32(np.nan), f)
@@ -261,15 +159,14 @@ class Implicit:
 
     def _gradient_chunk(self, X: np.ndarray) -> np.ndarray:
         f, pre = self._forward(X, keep=True)
-        g = (1.0 - f * f)[:, None]                       # d tanh
+        g = head_derivative(f)[:, None]
         for i in range(len(self.weights) - 1, -1, -1):
             g = g @ self.weights[i]                      # back through W_i -> d/d h_i
             if i > 0:
-                z = pre[i - 1]
-                g = g * ((z > 0) if self.architecture.activation == "relu" else np.cos(z))
-        L = self.architecture.encoding_frequencies
-        if L:
-            g = np.einsum("ne,nek->nk", g, _encode_jacobian(X, L).astype(np.float32))
+                g = g * activation_derivative(pre[i - 1], self.architecture.activation)
+        scales = encoding_scales(self.architecture.encoding_frequencies)
+        if scales:
+            g = np.einsum("ne,nek->nk", g, encoding_jacobian(X, scales).astype(np.float32))
         return g.astype(np.float32)
 
     def evaluate_mesh_frame(self, P: np.ndarray, chunk: int = EVAL_CHUNK) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .constants import MESH_RADIUS
 from .errors import InputError
-from .mesh_io import read_mesh_file
+from .mesh_io import read_mesh_bytes, read_mesh_file
 
 
 @dataclass
@@ -99,9 +99,10 @@ def normalization_transform(V: np.ndarray, radius: float = MESH_RADIUS) -> np.nd
     return T
 
 
-def load_mesh(path: str, vertex_weights: np.ndarray | None = None) -> Mesh:
-    """Read, validate and clean a mesh file (OBJ, OFF, PLY, STL)."""
-    V, faces = read_mesh_file(path)
+def load_mesh(path: str, vertex_weights: np.ndarray | None = None, data: bytes | None = None) -> Mesh:
+    """Read, validate and clean a mesh file (OBJ, OFF, PLY, STL); with ``data``, the file's bytes
+    (``path`` then only names it: its extension, the mesh's name and messages)."""
+    V, faces = read_mesh_file(path) if data is None else read_mesh_bytes(data, path)
     return mesh_from_arrays(V, faces, name=os.path.basename(os.fspath(path)),
                             vertex_weights=vertex_weights, origin=os.fspath(path))
 

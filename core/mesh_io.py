@@ -50,20 +50,31 @@ _PARSE_ERRORS = (ValueError, IndexError, KeyError, TypeError, OverflowError, str
 def read_mesh_file(path: str) -> tuple[np.ndarray, np.ndarray | list[np.ndarray]]:
     """Read a mesh file by its extension; raise InputError with the file name on any problem."""
     path = os.fspath(path)
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in READ_EXTENSIONS:
-        raise InputError(f"{path}: unsupported mesh format {ext or '(none)'!r}; "
-                         f"expected one of {', '.join(READ_EXTENSIONS)}")
-    data = read_regular_file(path, path, MAX_MESH_FILE_BYTES)
+    _reader(path)                              # an unsupported extension fails before any read
+    return read_mesh_bytes(read_regular_file(path, path, MAX_MESH_FILE_BYTES), path)
+
+
+def read_mesh_bytes(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray | list[np.ndarray]]:
+    """:func:`read_mesh_file` for the bytes of a file named ``name`` (its extension picks the
+    format; messages name it)."""
+    ext, reader = _reader(name)
     if not data.strip():
-        raise InputError(f"{path}: the file is empty")
-    reader = {".obj": _read_obj, ".off": _read_off, ".ply": _read_ply, ".stl": _read_stl}[ext]
+        raise InputError(f"{name}: the file is empty")
     try:
         return reader(data)
     except InputError as e:
-        raise InputError(f"{path}: {e}") from None
+        raise InputError(f"{name}: {e}") from None
     except _PARSE_ERRORS as e:
-        raise InputError(f"{path}: not a valid {ext[1:].upper()} file ({_short(e)})") from None
+        raise InputError(f"{name}: not a valid {ext[1:].upper()} file ({_short(e)})") from None
+
+
+def _reader(name: str):
+    """(extension, reader) of a mesh file name; InputError for an unsupported extension."""
+    ext = os.path.splitext(name)[1].lower()
+    if ext not in READ_EXTENSIONS:
+        raise InputError(f"{name}: unsupported mesh format {ext or '(none)'!r}; "
+                         f"expected one of {', '.join(READ_EXTENSIONS)}")
+    return ext, {".obj": _read_obj, ".off": _read_off, ".ply": _read_ply, ".stl": _read_stl}[ext]
 
 
 def _short(e: Exception) -> str:

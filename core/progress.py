@@ -8,7 +8,7 @@ shows them in Blender's status bar, and either can cancel from another thread.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from .errors import Cancelled
@@ -26,6 +26,7 @@ class Progress:
     epochs: Optional[int] = None
     loss: Optional[float] = None
     message: str = ""
+    shape: str = ""                # the shape the record is about, where work covers several
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -56,7 +57,31 @@ def report(progress: Optional[ProgressCallback], **kw) -> None:
         progress(Progress(**kw))
 
 
+def for_shape(progress: Optional[ProgressCallback], name: str) -> Optional[ProgressCallback]:
+    """``progress`` with every record marked as about the shape ``name`` (work on several shapes:
+    a stack, a child process converting a list)."""
+    if progress is None:
+        return None
+    return lambda p: progress(replace(p, shape=name))
+
+
 def check(cancel: Optional[CancelToken]) -> None:
     """Raise Cancelled if ``cancel`` is set; no-op without a token."""
     if cancel is not None:
         cancel.check()
+
+
+def describe(p: Progress, seconds: Callable[[float], str], message_with_eta: bool = True) -> list:
+    """A progress record as the short parts of a status line, for the command line's bar and
+    Blender's status bar alike: epoch i/n, loss, ETA (``seconds`` formats it) and the message
+    (also beside an ETA unless ``message_with_eta`` is false), each only when the record has it."""
+    parts = []
+    if p.epoch is not None and p.epochs:
+        parts.append(f"epoch {p.epoch}/{p.epochs}")
+    if p.loss is not None:
+        parts.append(f"loss {p.loss:.5f}")
+    if p.eta is not None:
+        parts.append(f"ETA {seconds(p.eta)}")
+    if p.message and (message_with_eta or p.eta is None):
+        parts.append(p.message)
+    return parts

@@ -14,6 +14,9 @@ float16    W float16                   b float16
 int8       Wq int8, W = Wq * scale[:,  b float16, scale float32 (out,)
            None]
 =========  ==========================  ===============================================
+
+The int8 rounding (range and per-row scale) is ``layout.int8_quantize``, the one that quantisation-
+aware training (``refine.py``) must reproduce.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+from .layout import int8_dequantize, int8_quantize
 
 STORAGES = ("float32", "float16", "int8")
 
@@ -35,9 +39,7 @@ def encode_layer(W: np.ndarray, b: np.ndarray, storage: str) -> dict[str, np.nda
     if storage == "float16":
         return {"W": W.astype(np.float16), "b": b.astype(np.float16)}
     if storage == "int8":
-        amax = np.abs(W).max(axis=1)
-        scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-        Wq = np.clip(np.rint(W / scale[:, None]), -127, 127).astype(np.int8)
+        Wq, scale = int8_quantize(W)
         return {"W": Wq, "b": b.astype(np.float16), "scale": scale}
     raise InputError(f"storage must be one of {STORAGES}, got {storage!r}")
 
@@ -47,7 +49,7 @@ def decode_layer(arrays: dict[str, np.ndarray], storage: str) -> tuple[np.ndarra
     W = np.asarray(arrays["W"])
     b = np.asarray(arrays["b"]).astype(np.float32)
     if storage == "int8":
-        return (W.astype(np.float32) * np.asarray(arrays["scale"], np.float32)[:, None]), b
+        return int8_dequantize(W, arrays["scale"]), b
     return W.astype(np.float32), b
 
 

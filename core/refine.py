@@ -9,7 +9,7 @@ weights. At a byte budget two things matter that the paper does not do:
   the bunny's ears, creases) rather than staying spread by a fixed distribution. The candidates and
   their exact signed distances are computed once, up front; each resampling only evaluates the
   network on them.
-* **Quantisation-aware fine-tuning** (:func:`fake_quantized`): int8 storage gives nearly 4x the
+* **Quantisation-aware fine-tuning** (:func:`quantizer`): int8 storage gives nearly 4x the
   parameters of float32 at the same bytes, but rounding trained weights to 8 bits moves the zero
   set (on bunny.off a 7 x 64 network loses 40 % in Chamfer distance). A few epochs trained through
   the rounding (straight-through estimator) recover it.
@@ -20,17 +20,14 @@ loop itself is unchanged. Torch is imported by this module.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from .errors import InputError
+from .layout import INT8_LEVELS
 from .sampling import SampleSet
-
-#: Per-channel int8 quantisation range (core/quantize.py stores round(W / scale) in -127..127).
-INT8_LEVELS = 127.0
 
 
 @dataclass
@@ -145,46 +142,23 @@ class ErrorResampler:
 
 
 # ----------------------------------------------------------------------------- quantisation-aware
-class _FakeQuant(torch.nn.Module):
-    """Weights as a reader of ``storage`` will see them, with straight-through gradients.
+def quantizer(storage: str):
+    """For core.train.train's ``quantize``: the weights as a reader of ``storage`` will see them,
+    or None for float32 (nothing to round). The forward pass computes with them while the float32
+    weights take the gradient (straight-through estimator); core.quantize.with_storage then rounds
+    the trained weights exactly this way.
 
-    Acts on (K, out, in) weight stacks or (K, out, 1) bias stacks; int8 weights use core/quantize.py's
-    per-output-channel scale ``max |W| / 127``, biases of int8 networks are float16 there."""
-
-    def __init__(self, storage: str, is_bias: bool):
-        super().__init__()
-        self.storage, self.is_bias = storage, is_bias
-
-    def forward(self, W):
-        if self.storage == "float16" or (self.storage == "int8" and self.is_bias):
-            q = W.to(torch.float16).to(W.dtype)
-        else:
-            amax = W.detach().abs().amax(dim=2, keepdim=True)
-            scale = torch.where(amax > 0, amax / INT8_LEVELS, torch.ones_like(amax))
-            q = torch.clamp(torch.round(W / scale), -INT8_LEVELS, INT8_LEVELS) * scale
-        return W + (q - W).detach()
-
-
-@contextmanager
-def fake_quantized(model, storage: str):
-    """Inside the block, ``model`` (a StackedMLP) computes with its weights rounded to ``storage``
-    while gradients update the float32 weights (straight-through estimator). On exit the float32
-    weights stay; core.quantize.with_storage then rounds them exactly as the block did."""
-    from torch.nn.utils import parametrize
-
+    Acts on (K, out, in) weight stacks or (K, out, 1) bias stacks; int8 weights follow
+    core.layout.int8_quantize (per-output-channel scale), biases of int8 networks are float16. (SIREN's
+    omega_0, folded into the stored weights, scales whole rows: per-row int8 scales are invariant to
+    it, so rounding the unfolded weights is the same rounding.)"""
     if storage == "float32":
-        yield model
-        return
-    # (SIREN's omega_0, folded into the stored weights, scales whole rows: per-row int8 scales
-    # are invariant to it, so rounding the unfolded weights here is the same rounding.)
-    lists = [(model.weights, False), (model.biases, True)]
-    try:
-        for plist, is_bias in lists:
-            for i in range(len(plist)):
-                parametrize.register_parametrization(plist, str(i), _FakeQuant(storage, is_bias))
-        yield model
-    finally:
-        for plist, _ in lists:
-            for i in range(len(plist)):
-                if parametrize.is_parametrized(plist, str(i)):
-                    parametrize.remove_parametrizations(plist, str(i), leave_parametrized=False)
+        return None
+
+    def rounded(W: torch.Tensor, is_bias: bool) -> torch.Tensor:
+        if storage == "float16" or is_bias:
+            return W.to(torch.float16).to(W.dtype)
+        amax = W.abs().amax(dim=2, keepdim=True)
+        scale = torch.where(amax > 0, amax / float(INT8_LEVELS), torch.ones_like(amax))
+        return torch.clamp(torch.round(W / scale), -INT8_LEVELS, INT8_LEVELS) * scale
+    return rounded

@@ -193,12 +193,17 @@ REFINE_BELOW_BETA = 4.0
 class _DistanceBound:
     """Lower bound of the unsigned distance anywhere in the ball, from a two-level grid.
 
-    Coarse cells of side 2/32 get the exact distance at their centre; cells near the surface are
+    Coarse cells of side 2/16 get the exact distance at their centre; cells near the surface are
     split into 4^3 fine cells that get theirs. For a point p in a cell with centre c and half
     diagonal h, |d(p)| >= d(c) - h because distance is 1-Lipschitz.
+
+    Why 16 x 4: fewer, looser bounds than 32 x 4 cost more rejected proposals but far fewer grid
+    queries. Measured on bunny.off at the default pool (2 M) and samples (300 k): 329 k exact
+    queries instead of 662 k, 55 % of proposals accepted instead of 71 %, sampling 2.4 s instead
+    of 3.3 s on one core.
     """
 
-    COARSE = 32
+    COARSE = 16
     SPLIT = 4
 
     def __init__(self, sd: SignedDistance, refine_below: float, max_queries: int):

@@ -24,6 +24,9 @@ from .settings import ConversionSettings
 
 #: (hidden layers, width) from small to large; each rung roughly doubles the parameters
 #: (bench/size_sweep.py measures error, bytes and time on this grid; docs/results.md).
+#: The ConversionSettings fields the ladder decides (the caller's values are not used).
+DECIDES = ("layers", "hidden")
+
 LADDER = ((2, 16), (4, 16), (4, 32), (8, 32), (8, 48), (8, 64), (8, 96), (8, 128), (12, 128))
 
 METRICS = ("surface_error", "chamfer")

@@ -64,6 +64,7 @@ import numpy as np
 from .constants import BOUND_RADIUS, EVAL_CHUNK
 from .errors import InputError
 from .remesh import MAX_CHUNK, eval_chunk
+from .settings import check_fields, described
 
 # --------------------------------------------------------------------------------------- constants
 
@@ -112,26 +113,32 @@ TRACE_TILE = 65_536
 
 @dataclass
 class TraceSettings:
-    """Sphere-tracing knobs shared by the numpy tracer and the viewport shader.
+    """Sphere-tracing knobs shared by the numpy tracer and the viewport shader (each field's help
+    and range are the Blender properties' too). The step factor is below 1 because a trained
+    network only approximates a distance and may overestimate it."""
 
-    max_steps : network evaluations per ray at most (a ray that runs out counts as a miss)
-    epsilon : a ray hits where ``f < epsilon``, in network units (shape radius 0.9)
-    step_factor : safety factor on each step, ``t += step_factor * f`` (< 1 because a trained network
-        only approximates a distance and may overestimate it)
-    """
-
-    max_steps: int = 96
-    epsilon: float = 1e-3
-    step_factor: float = 0.9
+    max_steps: int = described(96, "network evaluations per pixel at most (a ray that runs out "
+                                   "counts as a miss)", min=1, max=4096)
+    epsilon: float = described(1e-3, "a ray hits the surface where the network is below this "
+                                     "(network units: the shape's radius is 0.9)",
+                               min=1e-7, max=0.1)
+    step_factor: float = described(0.9, "safety factor on each sphere-tracing step, t += factor * "
+                                        "f: lower it if thin parts show holes, raise it for speed",
+                                   min=0.05, max=1.0)
 
     def validate(self) -> "TraceSettings":
-        if not (isinstance(self.max_steps, (int, np.integer)) and 1 <= self.max_steps <= 4096):
-            raise InputError(f"max_steps must be an integer in 1..4096, got {self.max_steps!r}")
-        if not (1e-7 <= float(self.epsilon) <= 0.1):
-            raise InputError(f"epsilon must be in 1e-7..0.1 (network units), got {self.epsilon!r}")
-        if not (0.05 <= float(self.step_factor) <= 1.0):
-            raise InputError(f"step_factor must be in 0.05..1, got {self.step_factor!r}")
-        return self
+        return check_fields(self)
+
+
+@dataclass
+class ViewportSettings(TraceSettings):
+    """Blender's viewport drawing: the tracing fields and how it stays interactive."""
+
+    resolution_scale: float = described(0.5, "resolution at which implicits are traced while the "
+                                              "view moves (full resolution once it stops)",
+                                        min=0.05, max=1.0)
+    still_delay: float = described(0.25, "seconds without view change after which one "
+                                         "full-resolution frame is drawn", min=0.0, max=10.0)
 
 
 @dataclass

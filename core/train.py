@@ -1,9 +1,14 @@
-"""The training loop: Adam on a loss passed in, with a learning-rate schedule, early stopping,
-progress reports and cooperative cancellation.
+"""The one training loop: a stack of K >= 1 networks under Adam, each with its own data, batch
+order, learning-rate schedule position, early stop and history; cooperative cancellation.
 
-Why one loop with losses passed in: new loss terms (surface fine-tuning, eikonal, ...) never touch the
-loop. A loss function takes ``(prediction, target)`` tensors of shape (K, B) and returns a dict of
-named (K,) tensors, one value per network of the stack; the loop sums the terms, per network.
+Why one loop for everything: a shape converted alone (:func:`train`: single, target-error and
+budget modes, with their resampling and quantisation-aware hooks) and shapes streaming through a
+stack (core.batch_train, convert-dir) run the same :class:`StackTrainer`, so a recipe or a speed-up
+reaches every mode at once, and a shape ends where it would alone whatever its neighbours.
+
+Why losses passed in: new loss terms never touch the loop. A loss function takes ``(prediction,
+target)`` tensors of shape (K, B) and returns the per-network loss (K,) and its gradient with
+respect to the prediction (K, B) (core.backprop, which computes the rest of the gradient by hand).
 """
 
 from __future__ import annotations
@@ -13,25 +18,26 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
+from .backprop import FlatStack, Loss, StackAdam, l1
+from .errors import InputError
+from .model import StackedMLP
 from .progress import CancelToken, ProgressCallback, check, report
 
 log = logging.getLogger(__name__)
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], dict]
+LossFn = Loss
 EpochHook = Callable[[int, torch.nn.Module], Optional[tuple]]
 
 #: Check the cancel token every this many gradient steps (about 0.1 s on a 2-core CPU at 8x32).
 CANCEL_EVERY_STEPS = 16
 
 
-def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> dict:
-    """The paper's loss: mean absolute difference, per network of the stack."""
-    return {"l1": (pred - target).abs().mean(dim=1)}
+l1_loss = l1
 
 
 @dataclass
@@ -44,6 +50,13 @@ class TrainConfig:
     schedule: str = "onecycle"     # onecycle | cosine | constant
     patience: int = 0              # epochs without improvement before stopping; 0 = off
     min_improvement: float = 1e-3  # relative improvement that counts for early stopping
+    init: str = "uniform"          # initial ReLU networks of a stack (core.model); "sphere" or "uniform"
+
+    @classmethod
+    def of(cls, settings) -> "TrainConfig":
+        """The training knobs of a ConversionSettings."""
+        return cls(epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
+                   schedule=settings.schedule, patience=settings.patience, init=settings.init)
 
 
 @dataclass
@@ -133,64 +146,218 @@ def _lr_factor(schedule: str, step: int, total: int) -> float:
     return 1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
 
 
+@dataclass
+class Slot:
+    """One network of a :class:`StackTrainer` and where its training stands."""
+
+    key: Any
+    points: torch.Tensor     # (n, 3) float32 on the device
+    sdf: torch.Tensor        # (n,) float32
+    generator: torch.Generator   # its batch order
+    init: Optional[StackedMLP] = None   # K = 1 initial weights while waiting to join the stack
+    epoch: int = 0
+    step: int = 0
+    history: list = field(default_factory=list)   # per epoch: [mean loss]
+    best: Optional[float] = None
+    since_best: int = 0
+    stopped_early: bool = False
+    done: bool = False
+    seconds: float = 0.0     # its share of the stack's training time
+    implicit: Any = None     # its network, set when it leaves the stack
+
+    def end_of_epoch(self, loss: float, config: TrainConfig, seconds: float) -> None:
+        """Record an epoch; decide the early stop (``patience`` epochs without a relative
+        improvement of ``min_improvement``) and whether the slot is done."""
+        self.history.append([loss])
+        self.epoch += 1
+        self.seconds += seconds
+        if config.patience:
+            if self.best is None or loss < self.best * (1 - config.min_improvement):
+                self.best, self.since_best = loss, 0
+            else:
+                self.since_best += 1
+                self.stopped_early = self.since_best >= config.patience
+        self.done = self.stopped_early or self.epoch >= config.epochs
+
+
+class StackTrainer:
+    """Networks of one architecture trained together, one epoch at a time.
+
+    Two ways to use it: a stack that shapes join (:meth:`add`, up to ``capacity``) and leave when
+    done (core.batch_train, convert-dir); or :meth:`around` an existing model whose K networks
+    stay in place, a done network merely stops moving (:func:`train`). Every slot sees exactly
+    what it would alone: its own initial weights and batch order from its seed, its own
+    learning-rate schedule position and Adam step count (core.backprop.StackAdam), its own early
+    stop; the loss is a sum of per-network terms, so networks never mix.
+    Every slot must have the same number of samples.
+    """
+
+    def __init__(self, arch, config: TrainConfig, capacity: int, device: torch.device | str = "cpu",
+                 loss_fn: LossFn = l1, quantize=None):
+        if capacity < 1:
+            raise InputError(f"shapes per batch must be at least 1, got {capacity}")
+        self.arch, self.config, self.capacity = arch, config, capacity
+        self.device = torch.device(device)
+        self.loss_fn = loss_fn
+        self.quantize = quantize
+        self.model = StackedMLP(arch, 0).to(self.device)
+        self._track(torch.zeros(0, dtype=torch.long), 0)
+        self.slots: list[Slot] = []
+        self.waiting: list[Slot] = []
+        self.n: Optional[int] = None
+        self.leave_when_done = True
+        self._steps = 0
+
+    @classmethod
+    def around(cls, model: StackedMLP, points: torch.Tensor, targets: torch.Tensor,
+               config: TrainConfig, seed: int, loss_fn: LossFn = l1, quantize=None) -> "StackTrainer":
+        """A trainer of ``model``'s K networks in place, on points (K, n, 3) and targets (K, n);
+        every network's batch order comes from ``seed``."""
+        self = cls.__new__(cls)
+        K, n = targets.shape
+        self.arch, self.config, self.capacity = model.arch, config, K
+        self.device, self.loss_fn, self.quantize = points.device, loss_fn, quantize
+        self.model, self.n, self.waiting, self.leave_when_done, self._steps = model, n, [], False, 0
+        self.slots = [Slot(j, points[j], targets[j], torch.Generator(device="cpu").manual_seed(seed))
+                      for j in range(K)]
+        self._track(torch.zeros(0, dtype=torch.long), K)
+        return self
+
+    def _track(self, keep: torch.Tensor, added: int) -> None:
+        """Point the flat parameter buffer and Adam's moments at the model as it now is."""
+        self.stack = FlatStack(self.model)
+        self.stack.quantize = self.quantize
+        if not hasattr(self, "optimizer"):
+            self.optimizer = StackAdam(self.stack)
+        else:
+            self.optimizer.select(self.stack, keep, added)
+
+    @property
+    def active(self) -> int:
+        """Shapes in the stack or about to join it."""
+        return len(self.slots) + len(self.waiting)
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.active
+
+    def add(self, key, points: np.ndarray, sdf: np.ndarray, seed: int) -> None:
+        """Queue a shape; it joins the stack at the next epoch.
+
+        points : (n, 3) float32, sdf : (n,) float32, in the network frame; seed as in ConversionSettings.
+        """
+        if self.free <= 0:
+            raise InputError(f"the stack is full ({self.capacity} shapes)")
+        points = np.asarray(points, dtype=np.float32)
+        sdf = np.asarray(sdf, dtype=np.float32).reshape(-1)
+        if points.ndim != 2 or points.shape[1] != 3 or len(sdf) != len(points):
+            raise InputError(f"points must have shape (n, 3) and sdf (n,), got {points.shape} and "
+                             f"{sdf.shape}")
+        if self.n is None or self.active == 0:
+            self.n = len(points)
+        elif len(points) != self.n:
+            raise InputError(f"every shape of a stack needs the same number of samples: {self.n} "
+                             f"in the stack, {len(points)} for {key!r}")
+        init = StackedMLP(self.arch, 1, torch.Generator().manual_seed(seed), self.config.init)
+        self.waiting.append(Slot(key, torch.tensor(points).to(self.device),
+                                 torch.tensor(sdf).to(self.device),
+                                 torch.Generator(device="cpu").manual_seed(seed), init))
+
+    def set_data(self, points: torch.Tensor, targets: torch.Tensor) -> None:
+        """New training data for every slot from the next epoch: points (K, n, 3), targets (K, n)."""
+        for j, slot in enumerate(self.slots):
+            slot.points, slot.sdf = points[j], targets[j]
+
+    def _restack(self, keep: list[int]) -> None:
+        """Keep networks ``keep`` of the stack, append the waiting ones, rebuild parameters and moments."""
+        idx = torch.tensor(keep, dtype=torch.long, device=self.device)
+        for plist, name in ((self.model.weights, "weights"), (self.model.biases, "biases")):
+            for i in range(len(plist)):
+                plist[i] = torch.nn.Parameter(torch.cat(
+                    [plist[i].detach()[idx]]
+                    + [getattr(s.init, name)[i].detach().to(self.device) for s in self.waiting]))
+        self.model.k = len(keep) + len(self.waiting)
+        self._track(idx, len(self.waiting))
+        for s in self.waiting:
+            s.init = None
+        self.slots = [self.slots[j] for j in keep] + self.waiting
+        self.waiting = []
+
+    def train_epoch(self, cancel: Optional[CancelToken] = None) -> list[Slot]:
+        """One epoch of every slot not done (waiting shapes join first). Returns the slots that
+        finished in it; in a stack they leave it, their network in ``slot.implicit``. Raises
+        Cancelled when ``cancel`` is set."""
+        if self.waiting:
+            self._restack(list(range(len(self.slots))))
+        if not self.slots:
+            return []
+        cfg, n, dev = self.config, self.n, self.device
+        total_steps = max(1, math.ceil(n / cfg.batch_size)) * cfg.epochs
+        t0 = time.perf_counter()
+        moving = [not s.done for s in self.slots]
+        perms = [torch.randperm(n, generator=s.generator).to(dev) for s in self.slots]
+        P = torch.stack([s.points[p] for s, p in zip(self.slots, perms)])  # one gather per epoch
+        Y = torch.stack([s.sdf[p] for s, p in zip(self.slots, perms)])
+        sums = torch.zeros(len(self.slots), device=dev)
+        for start in range(0, n, cfg.batch_size):
+            if self._steps % CANCEL_EVERY_STEPS == 0:
+                check(cancel)
+            batch = Y[:, start:start + cfg.batch_size]
+            loss = self.stack.step(P[:, start:start + cfg.batch_size], batch, self.loss_fn)
+            lr = []
+            for s, m in zip(self.slots, moving):
+                lr.append(cfg.lr * _lr_factor(cfg.schedule, s.step, total_steps) if m else 0.0)
+                s.step += m
+            self.optimizer.step(lr, [max(s.step, 1) for s in self.slots])
+            sums += loss * batch.shape[1]
+            self._steps += 1
+        losses = (sums / n).cpu().numpy().tolist()
+        share = (time.perf_counter() - t0) / max(sum(moving), 1)
+        finished = []
+        for j, (s, loss, m) in enumerate(zip(self.slots, losses, moving)):
+            if m:
+                s.end_of_epoch(loss, cfg, share)
+                if s.done:
+                    s.implicit = self.model.to_implicit(j)
+                    finished.append(s)
+        if finished and self.leave_when_done:
+            self._restack([j for j, s in enumerate(self.slots) if not s.done])
+        return finished
+
+
 def train(model: torch.nn.Module, points: torch.Tensor, targets: torch.Tensor, config: TrainConfig,
           loss_fn: LossFn = l1_loss, progress: Optional[ProgressCallback] = None,
           cancel: Optional[CancelToken] = None, seed: int = 0,
-          on_epoch_end: Optional[EpochHook] = None) -> TrainResult:
-    """Fit ``model`` (a StackedMLP with K networks) to ``targets`` at ``points``.
+          on_epoch_end: Optional[EpochHook] = None, quantize=None) -> TrainResult:
+    """Fit ``model`` (a StackedMLP with K networks) to ``targets`` at ``points``, in place
+    (:meth:`StackTrainer.around`).
 
     points : (K, n, 3) float32, targets : (K, n) float32, on the model's device.
     on_epoch_end : optional ``hook(epoch, model)`` called after every epoch (epoch counts from 1);
         it may return new ``(points, targets)`` of the same shapes to train on from the next epoch
         (error-driven resampling, see core/refine.py), or None to keep the data. The learning-rate
         schedule is not affected.
+    quantize : optional ``quantize(tensor, is_bias)``: the forward pass computes with the weights it
+        returns while the float32 weights take the gradient (quantisation-aware training, straight
+        through; core.refine.quantizer).
     Raises Cancelled (leaving the model half-trained; callers discard it) when ``cancel`` is set.
     """
-    device = points.device
-    K, n = targets.shape
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    steps_per_epoch = max(1, math.ceil(n / config.batch_size))
-    total_steps = steps_per_epoch * config.epochs
-    history, best, since_best = [], None, 0
+    trainer = StackTrainer.around(model, points, targets, config, seed, loss_fn, quantize)
     t0 = time.perf_counter()
-    step = 0
-    stopped = False
-    for epoch in range(config.epochs):
-        perm = torch.randperm(n, generator=gen).to(device)
-        P, Y = points[:, perm], targets[:, perm]        # one gather per epoch, then contiguous slices
-        sums = torch.zeros(K, device=device)
-        for s in range(0, n, config.batch_size):
-            if step % CANCEL_EVERY_STEPS == 0:
-                check(cancel)
-            for g in opt.param_groups:
-                g["lr"] = config.lr * _lr_factor(config.schedule, step, total_steps)
-            pred = model(P[:, s:s + config.batch_size])
-            terms = loss_fn(pred, Y[:, s:s + config.batch_size])
-            per_net = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
-            per_net.sum().backward()
-            opt.step()
-            sums += terms[next(iter(terms))].detach() * pred.shape[1]
-            step += 1
-        epoch_loss = (sums / n).cpu().numpy().tolist()
-        history.append(epoch_loss)
+    for epoch in range(1, config.epochs + 1):
+        trainer.train_epoch(cancel)
         elapsed = time.perf_counter() - t0
-        report(progress, stage="training", fraction=(epoch + 1) / config.epochs, elapsed=elapsed,
-               eta=elapsed / (epoch + 1) * (config.epochs - epoch - 1), epoch=epoch + 1,
-               epochs=config.epochs, loss=float(np.mean(epoch_loss)))
-        if on_epoch_end is not None and epoch + 1 < config.epochs:
-            replaced = on_epoch_end(epoch + 1, model)
+        loss = float(np.mean([s.history[-1][0] for s in trainer.slots]))
+        report(progress, stage="training", fraction=epoch / config.epochs, elapsed=elapsed,
+               eta=elapsed / epoch * (config.epochs - epoch), epoch=epoch, epochs=config.epochs,
+               loss=loss)
+        if all(s.done for s in trainer.slots):
+            break
+        if on_epoch_end is not None:
+            replaced = on_epoch_end(epoch, model)
             if replaced is not None:
-                points, targets = replaced
-        if config.patience:
-            cur = float(np.mean(epoch_loss))
-            if best is None or cur < best * (1 - config.min_improvement):
-                best, since_best = cur, 0
-            else:
-                since_best += 1
-                if since_best >= config.patience:
-                    stopped = True
-                    break
-    return TrainResult(history[-1], len(history), time.perf_counter() - t0, history, stopped,
-                       str(device))
+                trainer.set_data(*replaced)
+    history = [[s.history[e][0] if e < len(s.history) else s.history[-1][0] for s in trainer.slots]
+               for e in range(max(len(s.history) for s in trainer.slots))]
+    return TrainResult(history[-1], len(history), time.perf_counter() - t0, history,
+                       all(s.stopped_early for s in trainer.slots), str(trainer.device))

@@ -29,17 +29,18 @@ from .errors import InputError
 from .marching_cubes import marching_cubes
 from .mesh import Mesh, mesh_from_arrays
 from .progress import check, report
+from .remesh import INTERACTIVE_RESOLUTION, MAX_RESOLUTION
 
 #: Edge of one block in voxels: OpenVDB's leaf node (8^3 voxels), so a block is one leaf.
 BLOCK = 8
 #: OpenVDB's default narrow band (``openvdb.LEVEL_SET_HALF_WIDTH``), voxels on each side.
 DEFAULT_HALF_WIDTH = 3
-#: Default voxels across the network's bounding ball (diameter ``2 * BOUND_RADIUS``): the same
-#: lattice spacing as ``core.remesh.remesh(resolution=128)``.
-DEFAULT_RESOLUTION = 128
+#: Default voxels across the network's bounding ball (diameter ``2 * BOUND_RADIUS``): the lattice
+#: spacing of an interactive remesh (core.remesh.INTERACTIVE_RESOLUTION).
+DEFAULT_RESOLUTION = INTERACTIVE_RESOLUTION
 #: Most voxels per axis of a bake (the cap of core.remesh's resolution): beyond it the band of a
 #: detailed shape takes gigabytes and minutes.
-MAX_VOXELS_PER_AXIS = 2048
+MAX_VOXELS_PER_AXIS = MAX_RESOLUTION
 #: Most voxels evaluated for the band (float32 values, 4 bytes each): 1 GiB at the cap.
 MAX_BAND_VOXELS = 1 << 28
 #: A block is evaluated when the network's value at its centre is within this factor of the block's

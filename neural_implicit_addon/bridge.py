@@ -12,13 +12,13 @@ which is what the viewport draws, what remeshing uses (its vertices come out in 
 object-local, and the new mesh object gets the implicit's ``matrix_world``) and what an exported file
 gets as its transform (:func:`world_transform`: the file's mesh frame is the world).
 
-Where the object is placed (:func:`placement`): conversion normalises the *world-space* mesh, giving a
-world -> network similarity ``s R x + t``. The Empty gets ``location`` = the shape's centre (the world
-point at the network origin), the rotation ``R^T`` and scale 1, and the stored transform becomes the
-pure uniform scale ``diag(s, s, s)``. Object units therefore are scene units, moving, rotating and
-scaling the object moves the shape, and the Empty's sphere display (radius ``BOUND_RADIUS / s``) is
-exactly the ball where the network is defined. Importing a file places the object the same way from
-the file's transform, so the shape lands where the file says its mesh was.
+Where the object is placed (``core.frames.placement``): conversion normalises the *world-space*
+mesh, giving a world -> network similarity ``s R x + t``. The Empty gets ``location`` = the shape's
+centre (the world point at the network origin), the rotation ``R^T`` and scale 1, and the stored
+transform becomes the pure uniform scale ``diag(s, s, s)``. Object units therefore are scene units,
+moving, rotating and scaling the object moves the shape, and the Empty's sphere display (radius
+``BOUND_RADIUS / s``) is exactly the ball where the network is defined. Importing a file places the
+object the same way from the file's transform, so the shape lands where the file says its mesh was.
 
 CSG (:func:`csg_tree`): an implicit object's CSG stack (``neural_implicit.csg``) becomes a
 ``core.csg.CSGShape`` evaluated in the world: the object's network at its ``matrix_world``, then each
@@ -33,7 +33,7 @@ Storage: the network is kept as the exact bytes of our .h5 file, base64 in ``obj
 with their SHA-256 in ``.key``; decoded networks are cached by key (duplicates share one entry).
 Stored bytes are untrusted (a .blend from anywhere, a script): they are decoded lazily, when
 something first needs the network (drawing, the panel, an operator), never on file open; their size
-is checked before decoding; every decode goes through ``core.fileformat.load_bytes``; and a failure is
+is checked before decoding; every decode goes through ``core.fileformat.from_bytes``; and a failure is
 remembered by the SHA-256 of the stored text (:func:`read_problem`), logged once, and answered from
 memory afterwards, so a bad object costs one decode, not one per redraw.
 Blender data is read and written here on the main thread only.
@@ -44,8 +44,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
-import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -59,7 +57,8 @@ from mathutils import Matrix
 from .core.constants import BOUND_RADIUS, MESH_RADIUS
 from .core.csg import CSGShape, CSGStep
 from .core.errors import FileFormatError, InputError
-from .core.fileformat import MAX_FILE_BYTES, load_bytes, save
+from .core.fileformat import MAX_FILE_BYTES, from_bytes, to_bytes
+from .core.frames import mean_scale, placement
 from .core.implicit import Implicit
 
 log = logging.getLogger(__name__)
@@ -76,32 +75,6 @@ MAX_STORED_CHARS = 4 * ((MAX_FILE_BYTES + 2) // 3)
 
 
 # ============================================================================ frames
-
-def placement(T_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split a world -> network transform into the object's ``matrix_world`` and the transform to store.
-
-    T_world : (4, 4) affine map from world (the mesh frame of a conversion or a file) to the network.
-    Returns ``(M, T_local)`` with ``T_local @ inverse(M) == T_world``: M puts the object at the
-    network origin with the rotation of a similarity T_world and scale 1; T_local is then a uniform
-    scale. A transform that is no rotation-similarity (a reflection or shear from some other tool)
-    keeps its linear part in T_local and only the translation moves to M.
-    """
-    T_world = np.asarray(T_world, dtype=np.float64)
-    A = T_world[:3, :3]
-    M = np.eye(4)
-    M[:3, 3] = -np.linalg.solve(A, T_world[:3, 3])       # the world point at the network origin
-    U, S, Vt = np.linalg.svd(A)
-    s = float(S.mean())
-    similarity = np.linalg.det(A) > 0 and np.allclose(S, s, rtol=1e-6)
-    if similarity and not np.allclose(A, s * np.eye(3), rtol=0.0, atol=1e-12 * s):
-        M[:3, :3] = (U @ Vt).T                            # A = s R: the object takes R
-    T_local = T_world @ M
-    T_local[:3, 3] = 0.0                                  # A @ centre + t = 0 by construction
-    T_local[3] = (0.0, 0.0, 0.0, 1.0)
-    if similarity:
-        T_local[:3, :3] = s * np.eye(3)                   # exactly uniform, without rounding noise
-    return M, T_local
-
 
 def matrix_to_numpy(matrix) -> np.ndarray:
     return np.array([tuple(row) for row in matrix], dtype=np.float64)
@@ -131,8 +104,7 @@ def evaluate_world(obj, P) -> np.ndarray:
     P = np.asarray(P, dtype=np.float64)
     inv = np.linalg.inv(M)
     local = P @ inv[:3, :3].T + inv[:3, 3]
-    object_scale = float(np.cbrt(abs(np.linalg.det(M[:3, :3]))))
-    return implicit.evaluate_mesh_frame(local) * np.float32(object_scale)
+    return implicit.evaluate_mesh_frame(local) * np.float32(mean_scale(M))
 
 
 # ============================================================================ errors in scene units
@@ -141,9 +113,7 @@ def source_radius(obj, implicit: Implicit) -> float:
     """Radius of the shape the object's network was made from, in scene units: the unit of the
     unit-sphere frame every error figure is measured in (``MESH_RADIUS / scale`` in the object's
     frame, times the object's mean scale)."""
-    M = matrix_to_numpy(obj.matrix_world)
-    object_scale = float(np.cbrt(abs(np.linalg.det(M[:3, :3]))))
-    return MESH_RADIUS / implicit.scale * object_scale
+    return MESH_RADIUS / implicit.scale * mean_scale(matrix_to_numpy(obj.matrix_world))
 
 
 def scene_length(scene, value: float) -> str:
@@ -182,19 +152,10 @@ def verification_summary(scene, obj) -> str:
 
 # ============================================================================ storage
 
-def implicit_to_bytes(implicit: Implicit) -> bytes:
-    """The .h5 file of ``implicit`` as bytes (core.fileformat writes files only)."""
-    with tempfile.TemporaryDirectory(prefix="neural_implicit_") as tmp:
-        path = os.path.join(tmp, "implicit.h5")
-        save(implicit, path)
-        with open(path, "rb") as fh:
-            return fh.read()
-
-
 def implicit_from_bytes(data: bytes, name: str = "stored network") -> Implicit:
-    """Inverse of :func:`implicit_to_bytes` (core.fileformat.load_bytes, in memory); raises
-    FileFormatError, naming ``name``, for bad bytes."""
-    return load_bytes(data, name)
+    """Decode stored bytes (core.fileformat.from_bytes, in memory); raises FileFormatError, naming
+    ``name``, for bad bytes."""
+    return from_bytes(data, name)
 
 
 def content_key(data: bytes) -> str:
@@ -217,7 +178,7 @@ def store_implicit(obj, implicit: Implicit, filepath: Optional[str] = None) -> s
 
     Also sets the Empty's display to the bounding sphere of the network.
     """
-    data = implicit_to_bytes(implicit)
+    data = to_bytes(implicit)
     key = content_key(data)
     props = obj.neural_implicit
     props.data = base64.b64encode(data).decode("ascii")
@@ -296,7 +257,7 @@ def is_implicit(obj) -> bool:
 
 def new_implicit_object(name: str, implicit_world: Implicit, collections=(), filepath=None):
     """A new Empty carrying ``implicit_world`` (whose mesh frame is the world), placed by
-    :func:`placement` and linked to ``collections`` (the scene's collection when empty)."""
+    ``core.frames.placement`` and linked to ``collections`` (the scene's collection when empty)."""
     M, T_local = placement(implicit_world.transform)
     local = implicit_world.copy()
     local.transform = T_local
@@ -534,20 +495,24 @@ def csg_uses(obj, target) -> bool:
     return False
 
 
-def csg_tree(obj) -> CSGTree:
-    """The CSG result of ``obj`` (module docstring). Raises InputError when ``obj`` itself carries no
+def csg_tree(obj, last: Optional[int] = None) -> CSGTree:
+    """The CSG result of ``obj`` (module docstring); with ``last``, of its stack's entries up to
+    that index only (applying one entry). Raises InputError when ``obj`` itself carries no
     readable network, or for a cycle; a bad operand is skipped and reported in ``warnings``."""
     keys, operands, warnings = [], [], []
-    shape = _csg_node(obj, [obj], keys, operands, warnings)
+    shape = _csg_node(obj, [obj], keys, operands, warnings, last)
     return CSGTree(shape, "csg:" + "+".join(keys), operands, warnings)
 
 
-def _csg_node(obj, path, keys, operands, warnings) -> CSGShape:
-    """One node of the tree: ``obj`` with its shown entries; ``path`` the objects above it."""
+def _csg_node(obj, path, keys, operands, warnings, last=None) -> CSGShape:
+    """One node of the tree: ``obj`` with its shown entries (up to index ``last``); ``path`` the
+    objects above it."""
     implicit = implicit_from_object(obj)
     keys.append(obj.neural_implicit.key)
     steps = []
     for i, entry in enumerate(obj.neural_implicit.csg):
+        if last is not None and i > last:
+            break
         if not entry.show:
             continue
         operand = entry.operand
@@ -644,12 +609,13 @@ def replace_with_mesh(view_layer, obj, V: np.ndarray, F: np.ndarray, keep_origin
     return mesh_obj
 
 
-def tag_view3d_redraw(context) -> None:
-    """Ask every 3D view to redraw (after a change the draw handler reads)."""
-    wm = context.window_manager if context is not None else None
+def tag_view3d_redraw(context, kinds=frozenset({'VIEW_3D'})) -> None:
+    """Ask every area of ``kinds`` (by default the 3D views) to redraw, after a change that their
+    drawing reads (the draw handler, a panel)."""
+    wm = getattr(context, "window_manager", None)
     for window in (wm.windows if wm else ()):
         for area in window.screen.areas:
-            if area.type == 'VIEW_3D':
+            if area.type in kinds:
                 area.tag_redraw()
 
 

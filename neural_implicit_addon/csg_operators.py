@@ -1,5 +1,5 @@
-"""Operators of the CSG stack: add, remove, move, duplicate entries, Apply (remesh the result) and
-Distill (train one new implicit on the result).
+"""Operators of the CSG stack: add, remove, move, duplicate entries, Apply (remesh the result), an
+entry's Apply (fold it into the object's network) and Distill (train one new implicit on the result).
 
 They act on ``context.object`` (the Properties editor's object, or the active object in the 3D View),
 which must be an implicit; remove and move act on the entry ``index`` (each entry's own buttons) or,
@@ -7,26 +7,36 @@ at -1, the active one. Stack edits are plain data changes with undo; Apply is a
 :class:`operators.JobOperator` like Convert to Mesh (blocking from scripts and in background mode, in
 the background with progress from a button) that replaces the implicit by the mesh of its CSG result,
 as Blender's Apply does with a modifier stack (same name, place and collections; "Keep Original"
-keeps the implicit and its stack). Distill runs the same way and adds a new implicit object
-``<name>_distilled`` (core.csg.distill: remesh, then convert with the scene's conversion settings).
+keeps the implicit and its stack). An entry's Apply is what a modifier's own Apply is to its mesh:
+the object stays an implicit, its network is trained again on itself combined with the shown
+entries up to that one, which leave the stack; the entries below keep working. Distill runs the
+same way and adds a new implicit object ``<name>_distilled`` (core.csg.distill: remesh, then convert with the scene's conversion settings).
 """
 
 from __future__ import annotations
 
 import bpy
+import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty
+from mathutils import Matrix
 
 from . import bridge, jobs
 from .core.errors import InputError
-from .core.remesh import MAX_RESOLUTION, MIN_RESOLUTION
+from .core.remesh import DEFAULT_RESOLUTION
 from .operators import KEEP_ORIGINAL_DESCRIPTION, JobOperator, _remesh_task, apply_mesh
 from .preferences import MISSING_TORCH, torch_available
-from .properties import CSG_OPERATIONS
+from .properties import CSG_OPERATIONS, resolution_property
 
 
 def _owner(context):
     obj = getattr(context, "object", None)
     return obj if bridge.is_implicit(obj) else None
+
+
+def entry_index_property(verb: str):
+    """The ``index`` property of an operator on one entry (the panel's per-entry buttons set it)."""
+    return IntProperty(name="Index", default=-1, min=-1, options={'HIDDEN', 'SKIP_SAVE'},
+                       description=f"The entry to {verb} (-1: the active one)")
 
 
 class CSGOperator:
@@ -55,7 +65,23 @@ class CSGOperator:
         return True
 
 
-class OBJECT_OT_neural_implicit_csg_add(CSGOperator, bpy.types.Operator):
+class CSGStackEdit(CSGOperator):
+    """Mixin of the quick stack edits: ``edit(context, props, i)`` (``props`` the object's
+    neural_implicit, ``i`` the entry acted on) changes the stack, returning False to cancel;
+    :meth:`execute` checks the entry first and redraws after."""
+
+    def execute(self, context):
+        props = _owner(context).neural_implicit
+        i = self.entry_index(props)
+        if self.needs_entry and not 0 <= i < len(props.csg):
+            return {'CANCELLED'}
+        if self.edit(context, props, i) is False:
+            return {'CANCELLED'}
+        bridge.tag_view3d_redraw(context)
+        return {'FINISHED'}
+
+
+class OBJECT_OT_neural_implicit_csg_add(CSGStackEdit, bpy.types.Operator):
     """Add an entry to the CSG stack (its operand: the other selected implicit, if there is one)"""
 
     bl_idname = "object.neural_implicit_csg_add"
@@ -64,21 +90,18 @@ class OBJECT_OT_neural_implicit_csg_add(CSGOperator, bpy.types.Operator):
 
     operation: EnumProperty(name="Operation", items=CSG_OPERATIONS, default='UNION')
 
-    def execute(self, context):
+    def edit(self, context, props, i):
         obj = _owner(context)
-        stack = obj.neural_implicit.csg
-        entry = stack.add()
+        entry = props.csg.add()
         entry.operation = self.operation
         candidates = [o for o in context.selected_objects
                       if o != obj and bridge.is_implicit(o) and not bridge.csg_uses(o, obj)]
         if len(candidates) == 1:
             entry.operand = candidates[0]
-        obj.neural_implicit.csg_index = len(stack) - 1
-        bridge.tag_view3d_redraw(context)
-        return {'FINISHED'}
+        props.csg_index = len(props.csg) - 1
 
 
-class OBJECT_OT_neural_implicit_csg_remove(CSGOperator, bpy.types.Operator):
+class OBJECT_OT_neural_implicit_csg_remove(CSGStackEdit, bpy.types.Operator):
     """Remove the active entry of the CSG stack"""
 
     bl_idname = "object.neural_implicit_csg_remove"
@@ -86,23 +109,16 @@ class OBJECT_OT_neural_implicit_csg_remove(CSGOperator, bpy.types.Operator):
     bl_options = {'REGISTER', 'UNDO'}
     needs_entry = True
 
-    index: IntProperty(name="Index", default=-1, min=-1, options={'HIDDEN', 'SKIP_SAVE'},
-                       description="The entry to remove (-1: the active one)")
+    index: entry_index_property("remove")
 
-    def execute(self, context):
-        props = _owner(context).neural_implicit
-        i = self.entry_index(props)
-        if not 0 <= i < len(props.csg):
-            return {'CANCELLED'}
+    def edit(self, context, props, i):
         props.csg.remove(i)
         if props.csg_index > i:
             props.csg_index -= 1
         props.csg_index = max(0, min(props.csg_index, len(props.csg) - 1))
-        bridge.tag_view3d_redraw(context)
-        return {'FINISHED'}
 
 
-class OBJECT_OT_neural_implicit_csg_move(CSGOperator, bpy.types.Operator):
+class OBJECT_OT_neural_implicit_csg_move(CSGStackEdit, bpy.types.Operator):
     """Move the active entry of the CSG stack up or down (entries apply from top to bottom)"""
 
     bl_idname = "object.neural_implicit_csg_move"
@@ -112,22 +128,17 @@ class OBJECT_OT_neural_implicit_csg_move(CSGOperator, bpy.types.Operator):
 
     direction: EnumProperty(name="Direction", items=[('UP', "Up", ""), ('DOWN', "Down", "")],
                             default='UP')
-    index: IntProperty(name="Index", default=-1, min=-1, options={'HIDDEN', 'SKIP_SAVE'},
-                       description="The entry to move (-1: the active one)")
+    index: entry_index_property("move")
 
-    def execute(self, context):
-        props = _owner(context).neural_implicit
-        i = self.entry_index(props)
+    def edit(self, context, props, i):
         j = i - 1 if self.direction == 'UP' else i + 1
         if not 0 <= j < len(props.csg):
-            return {'CANCELLED'}
+            return False
         props.csg.move(i, j)
         props.csg_index = j
-        bridge.tag_view3d_redraw(context)
-        return {'FINISHED'}
 
 
-class OBJECT_OT_neural_implicit_csg_duplicate(CSGOperator, bpy.types.Operator):
+class OBJECT_OT_neural_implicit_csg_duplicate(CSGStackEdit, bpy.types.Operator):
     """Duplicate the active entry of the CSG stack below it"""
 
     bl_idname = "object.neural_implicit_csg_duplicate"
@@ -135,22 +146,15 @@ class OBJECT_OT_neural_implicit_csg_duplicate(CSGOperator, bpy.types.Operator):
     bl_options = {'REGISTER', 'UNDO'}
     needs_entry = True
 
-    index: IntProperty(name="Index", default=-1, min=-1, options={'HIDDEN', 'SKIP_SAVE'},
-                       description="The entry to duplicate (-1: the active one)")
+    index: entry_index_property("duplicate")
 
-    def execute(self, context):
-        props = _owner(context).neural_implicit
-        i = self.entry_index(props)
-        if not 0 <= i < len(props.csg):
-            return {'CANCELLED'}
+    def edit(self, context, props, i):
         src = props.csg[i]
         new = props.csg.add()
         for name in ("operand", "operation", "blend", "show"):
             setattr(new, name, getattr(src, name))
         props.csg.move(len(props.csg) - 1, i + 1)
         props.csg_index = i + 1
-        bridge.tag_view3d_redraw(context)
-        return {'FINISHED'}
 
 
 def _usable_tree(operator, obj):
@@ -173,9 +177,7 @@ class OBJECT_OT_neural_implicit_csg_apply(CSGOperator, JobOperator, bpy.types.Op
     bl_options = {'REGISTER', 'UNDO'}
     noun = "object"
 
-    resolution: IntProperty(
-        name="Resolution", default=128, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
-        description="Marching cubes cells per axis of the cube around the CSG result")
+    resolution: resolution_property("Marching cubes cells per axis of the cube around the CSG result")
     keep_original: BoolProperty(name="Keep Original", default=False,
                                 description=KEEP_ORIGINAL_DESCRIPTION)
 
@@ -199,6 +201,115 @@ class OBJECT_OT_neural_implicit_csg_apply(CSGOperator, JobOperator, bpy.types.Op
         apply_mesh(self, context, task, result)
 
 
+def _fold_task(name: str, shape, settings, resolution: int, context: dict):
+    """The worker's part of applying entries: remesh their result (world frame, no torch), then
+    train and check one network on it in a child process (core.child_process)."""
+
+    def run(progress, cancel):
+        from .core.child_process import ShapeInput, convert_in_child
+        from .core.remesh import remesh
+        surface = remesh(shape, resolution, progress=progress, cancel=cancel)
+        [outcome] = convert_in_child([ShapeInput(name, surface.V, surface.F)], settings,
+                                     progress=progress, cancel=cancel, on_start=jobs.note_child)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return jobs.Task(name, run, context)
+
+
+def _entry_signature(props, indices) -> list:
+    """What entries ``indices`` of a stack are (to notice a stack edited while a job runs):
+    (index, operand name, operation, blend, show) each, None past the end."""
+    entries = [props.csg[j] if j < len(props.csg) else None for j in indices]
+    return [None if e is None else (j, e.operand.name if e.operand else "", e.operation,
+                                    float(f"{e.blend:.6g}"), e.show)
+            for j, e in zip(indices, entries)]
+
+
+class OBJECT_OT_neural_implicit_csg_apply_entry(CSGOperator, JobOperator, bpy.types.Operator):
+    """Apply this entry to the object's own network, as a modifier's Apply does to its mesh: one new
+    network is trained on the object combined with the shown entries up to this one (the entries
+    above are what this one applies to), those entries leave the stack and the entries below keep
+    working on the new network; the result does not change. Needs PyTorch"""
+
+    bl_idname = "object.neural_implicit_csg_apply_entry"
+    bl_label = "Apply Neural CSG Operation"
+    bl_options = {'REGISTER', 'UNDO'}
+    noun = "object"
+    needs_entry = True
+
+    index: entry_index_property("apply")
+    resolution: resolution_property("Marching cubes cells per axis used to extract the result "
+                                    "before training", DEFAULT_RESOLUTION)
+
+    @classmethod
+    def poll(cls, context):
+        return cls.poll_owner(context) and cls.poll_job()
+
+    def make_job(self, context):
+        if not torch_available():
+            raise InputError(MISSING_TORCH)
+        obj = _owner(context)
+        props = obj.neural_implicit
+        i = self.entry_index(props)
+        if not 0 <= i < len(props.csg):
+            raise InputError(f"{obj.name}: the CSG stack has no entry {i + 1}")
+        where = f"{obj.name}, entry {i + 1}"
+        if not props.csg[i].show:
+            raise InputError(f"{where} is turned off: turn it on to apply it")
+        tree = bridge.csg_tree(obj, last=i)
+        skipped = {w.split(":")[0] for w in tree.warnings}
+        if where in skipped:
+            raise InputError(next(w for w in tree.warnings if w.startswith(where + ":")))
+        for message in tree.warnings:
+            self.report({'WARNING'}, message)
+        used = [j for j in range(i + 1)
+                if props.csg[j].show and f"{obj.name}, entry {j + 1}" not in skipped]
+        settings = context.scene.neural_implicit_settings.to_core()
+        facts = {"used": used, "signature": _entry_signature(props, used), "key": props.key,
+                 "matrix_world": bridge.matrix_to_numpy(obj.matrix_world)}
+        return jobs.Job("Applying CSG operation",
+                        [_fold_task(obj.name, tree.shape, settings, self.resolution, facts)])
+
+    def apply(self, context, task, result):
+        obj = bpy.data.objects.get(task.name)
+        facts = task.context
+        if obj is None or not bridge.is_implicit(obj):
+            raise InputError("the implicit object was deleted while applying")
+        props = obj.neural_implicit
+        same = _entry_signature(props, facts["used"]) == facts["signature"]
+        if props.key != facts["key"] or not same:
+            raise InputError("the object or its CSG stack changed while applying: nothing was "
+                             "changed")
+        # the network's mesh frame is the world of when the job started: make it the object's own,
+        # with the origin moved to the centre of the new network's ball (its sphere)
+        implicit = result.implicit.copy()
+        T = implicit.transform @ facts["matrix_world"]
+        shift = np.eye(4)
+        shift[:3, 3] = -np.linalg.solve(T[:3, :3], T[:3, 3])
+        implicit.transform = T @ shift
+        implicit.transform[:3, 3] = 0.0
+        implicit.metadata["applied_csg"] = [
+            {"operand": name, "operation": op.lower(), "blend": blend}
+            for _, name, op, blend, _ in facts["signature"]]
+        implicit.validate()
+        children = [(c, c.matrix_world.copy()) for c in obj.children]
+        obj.matrix_world = obj.matrix_world @ Matrix(shift.tolist())
+        for child, world in children:
+            child.matrix_world = world
+        bridge.store_implicit(obj, implicit)
+        for j in reversed(facts["used"]):
+            props.csg.remove(j)
+        props.csg_index = max(0, min(props.csg_index - len(facts["used"]), len(props.csg) - 1))
+        n = len(facts["used"])
+        check = bridge.verification_summary(context.scene, obj)
+        self._notes.append(({'INFO'}, f"{obj.name}: {n} CSG entr{'ies' if n > 1 else 'y'} applied "
+                                      f"to its network: {check}"))
+        self._notes.extend(({'WARNING'}, f"{obj.name}: {w}") for w in result.warnings)
+        bridge.tag_view3d_redraw(context)
+
+
 def _distill_task(name: str, shape, settings, resolution: int):
     def run(progress, cancel):
         from .core.csg import distill
@@ -216,9 +327,8 @@ class OBJECT_OT_neural_implicit_csg_distill(CSGOperator, JobOperator, bpy.types.
     bl_options = {'REGISTER', 'UNDO'}
     noun = "object"
 
-    resolution: IntProperty(
-        name="Resolution", default=256, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
-        description="Marching cubes cells per axis used to extract the CSG surface before training")
+    resolution: resolution_property("Marching cubes cells per axis used to extract the CSG surface "
+                                    "before training", DEFAULT_RESOLUTION)
 
     @classmethod
     def poll(cls, context):
@@ -242,4 +352,5 @@ class OBJECT_OT_neural_implicit_csg_distill(CSGOperator, JobOperator, bpy.types.
 
 classes = (OBJECT_OT_neural_implicit_csg_add, OBJECT_OT_neural_implicit_csg_remove,
            OBJECT_OT_neural_implicit_csg_move, OBJECT_OT_neural_implicit_csg_duplicate,
-           OBJECT_OT_neural_implicit_csg_apply, OBJECT_OT_neural_implicit_csg_distill)
+           OBJECT_OT_neural_implicit_csg_apply, OBJECT_OT_neural_implicit_csg_apply_entry,
+           OBJECT_OT_neural_implicit_csg_distill)

@@ -3,9 +3,9 @@
 Shown in the Properties editor's **Object** tab (implicit objects are Empties, and Blender gives
 Empties no Modifier tab) and, with the same drawing, under the 3D View sidebar's *Implicit* panel.
 Drawn like the modifier stack: *Add Neural CSG Operation* and *Apply* on top, then one box per entry
-(show toggle, operation, operand, move up/down, duplicate, remove in its header; the blend radius of
-smooth operations and why the entry is skipped below), then problems of the whole tree (cycles,
-nested warnings, viewport errors).
+(show toggle, operation, operand, move up/down, a drop-down menu with Apply and Duplicate, remove in
+its header; the blend radius of smooth operations and why the entry is skipped below), then problems
+of the whole tree (cycles, nested warnings, viewport errors).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import bpy
 from . import bridge, jobs, viewport
 from .core.errors import InputError
 from .csg_operators import (OBJECT_OT_neural_implicit_csg_add, OBJECT_OT_neural_implicit_csg_apply,
+                            OBJECT_OT_neural_implicit_csg_apply_entry,
                             OBJECT_OT_neural_implicit_csg_distill,
                             OBJECT_OT_neural_implicit_csg_duplicate,
                             OBJECT_OT_neural_implicit_csg_move,
@@ -24,10 +25,29 @@ from .panels import draw_job
 SMOOTH = {'SMOOTH_UNION', 'SMOOTH_INTERSECTION', 'SMOOTH_DIFFERENCE'}
 
 
+class NI_MT_csg_entry(bpy.types.Menu):
+    """An entry's drop-down menu, as a modifier's: Apply (into the object's network), Duplicate.
+    The entry comes from the context pointer ``neural_csg_entry`` its header sets."""
+
+    bl_idname = "NI_MT_csg_entry"
+    bl_label = "Neural CSG Operation"
+
+    def draw(self, context):
+        entry = getattr(context, "neural_csg_entry", None)
+        if entry is None:
+            return
+        index = int(entry.path_from_id().rsplit("[", 1)[1].rstrip("]"))
+        layout = self.layout
+        layout.operator(OBJECT_OT_neural_implicit_csg_apply_entry.bl_idname, text="Apply",
+                        icon='CHECKMARK').index = index
+        layout.operator(OBJECT_OT_neural_implicit_csg_duplicate.bl_idname, text="Duplicate",
+                        icon='DUPLICATE').index = index
+
+
 def draw_entry(layout, obj, index: int, entry) -> None:
     """One stack entry as Blender draws a modifier: a box whose header holds the show toggle, the
-    operation, the operand, move up/down, duplicate and remove; below, the blend radius of smooth
-    operations and why the entry is skipped."""
+    operation, the operand, move up/down, the drop-down menu (Apply, Duplicate) and remove; below,
+    the blend radius of smooth operations and why the entry is skipped."""
     problem = bridge.csg_entry_problem(obj, entry)
     box = layout.box()
     row = box.row(align=True)
@@ -42,8 +62,8 @@ def draw_entry(layout, obj, index: int, entry) -> None:
         op = buttons.operator(OBJECT_OT_neural_implicit_csg_move.bl_idname, text="", icon=icon)
         op.direction = direction
         op.index = index
-    buttons.operator(OBJECT_OT_neural_implicit_csg_duplicate.bl_idname, text="",
-                     icon='DUPLICATE').index = index
+    buttons.context_pointer_set("neural_csg_entry", entry)
+    buttons.menu(NI_MT_csg_entry.bl_idname, text="", icon='DOWNARROW_HLT')
     buttons.operator(OBJECT_OT_neural_implicit_csg_remove.bl_idname, text="", icon='X',
                      emboss=False).index = index
     col = box.column()
@@ -137,4 +157,4 @@ class NI_PT_csg_sidebar(bpy.types.Panel):
         draw_csg(self.layout, context, context.object, "sidebar")
 
 
-classes = (NI_PT_csg, NI_PT_csg_sidebar)
+classes = (NI_MT_csg_entry, NI_PT_csg, NI_PT_csg_sidebar)

@@ -2,7 +2,7 @@
 
 The file format is core's (core/fileformat.py). A file's transform maps its mesh frame to the
 network; the add-on treats that mesh frame as the world: import places the object where the file
-says the mesh was (bridge.placement), export writes ``transform @ inverse(matrix_world)``, so moving
+says the mesh was (core.frames.placement), export writes ``transform @ inverse(matrix_world)``, so moving
 an implicit in Blender and exporting it moves the shape in the file.
 
 Import also reads the paper authors' released networks (Keras weight files, core.paper_import) in the

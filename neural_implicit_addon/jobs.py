@@ -10,7 +10,9 @@ the operator calls :meth:`Job.run` on the main thread instead: the same code, bl
 
 A job may instead run all its tasks at once with a ``batch`` function (several meshes trained
 together as one stack, ``core.batch_train.convert_many``); it returns one result or exception per
-task, and each becomes the same "done" or "error" event as in the one-at-a-time case.
+task, and each becomes the same "done" or "error" event as in the one-at-a-time case. Its progress
+records name the object they are about (``Progress.shape``): the status line gives the stack's
+epoch with each object's loss and the ETA, and the bar counts each object's own progress.
 
 Conversions do not train in this thread: the task starts a child process
 (``core.child_process.convert_in_child``) and the thread supervises it, forwarding its progress,
@@ -33,7 +35,7 @@ from typing import Any, Callable, Optional
 
 from .core.child_process import ChildDied, ChildError
 from .core.errors import Cancelled, InputError
-from .core.progress import CancelToken, Progress
+from .core.progress import CancelToken, Progress, describe as describe_progress
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class Job:
         self.started = None
         self.current = 0                   # index of the task running now
         self.latest: Optional[Progress] = None
+        self.shapes: dict[str, Progress] = {}   # the latest record of each object (by name)
         self.child_pid: Optional[int] = None   # the training process running now, if any
         self.done = threading.Event()
         self._queue: "queue.Queue[Event]" = queue.Queue()
@@ -161,6 +164,7 @@ class Job:
 
     def _progress(self, index: int, progress: Progress) -> None:
         self.latest = progress
+        self.shapes[progress.shape or self.tasks[index].name] = progress
         self._queue.put(Event("progress", index, progress))
         if self._on_progress is not None:
             self._on_progress(self)
@@ -187,46 +191,68 @@ class Job:
         return self.cancel_token.cancelled and not self.finished
 
     def status(self) -> str:
-        """One line for the status bar and the panel: object, stage, epoch, loss, ETA."""
+        """One line for the status bar and the panel: object, stage, epoch, loss, ETA. Several
+        objects trained together as a stack: the stack's epoch with each object's loss."""
         n = len(self.tasks)
-        name = self.tasks[min(self.current, n - 1)].name if n else ""
-        if self.batch is not None and n > 1:
+        p = self.latest
+        together = self.batch is not None and n > 1
+        if together:
             parts = [f"{self.title} {n} objects together"]
         else:
+            name = self.tasks[min(self.current, n - 1)].name if n else ""
             parts = [f"{self.title} {min(self.current + 1, n)}/{n}: {name}" if n > 1
                      else f"{self.title}: {name}"]
-        p = self.latest
         if self.cancelling:
             parts.append("cancelling...")
+        elif p is not None and together and p.stage == "training" and p.epoch:
+            parts.extend(self._stack_epoch(p))
         elif p is not None:
-            if p.epoch is not None and p.epochs:
-                parts.append(f"epoch {p.epoch}/{p.epochs}")
-            else:
-                parts.append(p.stage)
-            if p.loss is not None:
-                parts.append(f"loss {p.loss:.5f}")
-            if p.eta is not None:
-                parts.append(f"ETA {format_seconds(p.eta)}")
-            elif p.message:
-                parts.append(p.message)
+            parts.extend(([p.shape] if together and p.shape else []) + describe(p))
         return " · ".join(parts)
 
+    def _stack_epoch(self, p: Progress) -> list:
+        """The stack's epoch, each object's loss in it (the first STACK_NAMES) and the ETA."""
+        same = [(name, q) for name, q in dict(self.shapes).items()
+                if q.stage == "training" and q.epoch == p.epoch]
+        losses = [f"{name} {q.loss:.5f}" for name, q in same[:STACK_NAMES] if q.loss is not None]
+        if len(same) > STACK_NAMES:
+            losses.append(f"{len(same) - STACK_NAMES} more")
+        parts = [f"epoch {p.epoch}/{p.epochs}", "loss " + ", ".join(losses)]
+        etas = [q.eta for _, q in same if q.eta is not None]
+        if etas:
+            parts.append(f"ETA {format_seconds(max(etas))}")
+        return parts
+
     def fraction(self) -> float:
-        """Share of the whole job done, for a progress bar (each task counts equally)."""
+        """Share of the whole job done, for a progress bar (each task counts equally; in a stack,
+        each object by its own latest record)."""
         n = max(len(self.tasks), 1)
-        p = self.latest
-        within = 0.0
-        if p is not None:
-            # sampling, training, measuring, checking: give training most of the bar (a retry of
-            # a failed check starts the bar again)
-            weights = {"sampling": (0.0, 0.2), "training": (0.2, 0.7), "measuring": (0.9, 0.03),
-                       "checking": (0.93, 0.07), "converting": (0.0, 0.93),   # a whole stack
-                       "remeshing": (0.0, 1.0)}
-            lo, span = weights.get(p.stage, (0.0, 1.0))
-            within = lo + span * min(max(float(p.fraction), 0.0), 1.0)
         if self.batch is not None:
-            return min(within, 1.0)            # one progress for the whole stack
-        return min((self.current + within) / n, 1.0)
+            shapes = dict(self.shapes)
+            return min(sum(stage_fraction(shapes.get(t.name)) for t in self.tasks) / n, 1.0)
+        return min((self.current + stage_fraction(self.latest)) / n, 1.0)
+
+
+#: Share of one object's bar per stage (start, span): training gets most; a retry of a failed
+#: check starts the bar again.
+STAGE_SPANS = {"sampling": (0.0, 0.2), "training": (0.2, 0.7), "measuring": (0.9, 0.03),
+               "checking": (0.93, 0.07), "remeshing": (0.0, 1.0)}
+#: Objects of a stack named with their loss in the status line (the rest are counted).
+STACK_NAMES = 4
+
+
+def stage_fraction(p: Optional[Progress]) -> float:
+    """Share of one object's work done at progress record ``p`` (0 before the first)."""
+    if p is None:
+        return 0.0
+    lo, span = STAGE_SPANS.get(p.stage, (0.0, 1.0))
+    return lo + span * min(max(float(p.fraction), 0.0), 1.0)
+
+
+def describe(p: Progress) -> list:
+    """One object's progress as status parts: epoch (or stage), loss, ETA (or the message)."""
+    parts = describe_progress(p, format_seconds, message_with_eta=False)
+    return parts if p.epoch is not None and p.epochs else [p.stage, *parts]
 
 
 def format_seconds(seconds: float) -> str:

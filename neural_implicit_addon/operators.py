@@ -17,7 +17,7 @@ job leaves it as it was; when some objects were done before a cancel, the operat
 undo step) and says how many. Errors from core arrive as ``self.report({'ERROR'}, message)``.
 
 Conversion trains in a child process (``core.child_process``, supervised by the job's thread), which
-runs ``core.convert.convert_checked``: every network is checked against its mesh (core.verify) and
+runs ``core.checked.convert_checked``: every network is checked against its mesh (core.verify) and
 retried with the next seed when it fails. A failure, or the child's death, is an ERROR report with the
 scene untouched; each applied object gets an INFO report with its check (errors as a share of the
 shape's size and in scene units) and a WARNING per warning of the check (e.g. an open mesh).
@@ -25,14 +25,14 @@ shape's size and in scene units) and a WARNING per warning of the check (e.g. an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import bpy
-from bpy.props import BoolProperty, IntProperty
+from bpy.props import BoolProperty
 
 from . import bridge, jobs, properties
+from .core.checked import SizeMode
 from .core.errors import InputError
-from .core.remesh import MAX_RESOLUTION, MIN_RESOLUTION
 from .core.settings import ConversionSettings
 from .preferences import MISSING_TORCH, torch_available
 
@@ -44,11 +44,8 @@ def blocking() -> bool:
 
 
 def tag_redraw(context) -> None:
-    wm = context.window_manager
-    for window in (wm.windows if wm else ()):
-        for area in window.screen.areas:
-            if area.type in {'VIEW_3D', 'PROPERTIES'}:
-                area.tag_redraw()
+    """Redraw the 3D views and the properties editor (the implicit's panels)."""
+    bridge.tag_view3d_redraw(context, {'VIEW_3D', 'PROPERTIES'})
 
 
 class JobOperator:
@@ -59,7 +56,6 @@ class JobOperator:
     _applied = 0
     _errors = None
     _notes = None     # (kind, message) reports of applied results: the check's figures, warnings
-    _interactive = False   # started by invoke in a UI session (modal, progress shown)
     _restore = None   # (object name, mode) to go back to when the job ends (Edit Mode, ...)
 
     # subclasses: make_job(context) -> Job | None (reports and returns None when nothing to do);
@@ -92,7 +88,6 @@ class JobOperator:
     def invoke(self, context, event):
         if blocking():
             return self.execute(context)
-        self._interactive = True
         job = self._prepare(context)
         if job is None:
             return {'CANCELLED'}
@@ -225,24 +220,10 @@ class JobOperator:
 
 # ============================================================================ convert
 
-@dataclass(frozen=True)
-class SizeMode:
-    """How the network's size is chosen: "FIXED" (the settings' layers x hidden), "TARGET_ERROR"
-    (core.sizing, smallest size reaching ``target_error``) or "BUDGET" (core.budget, most accurate
-    network fitting ``budget_bytes``)."""
-
-    mode: str = "FIXED"
-    target_error: float = 0.003
-    budget_bytes: int = 30_000
-
-    @classmethod
-    def from_scene(cls, s) -> "SizeMode":
-        return cls(s.size_mode, float(f"{s.target_error:.7g}"), int(s.budget_bytes))
-
-    def arguments(self) -> dict:
-        """The size arguments of core.convert.convert_checked for this mode."""
-        return {"target_error": self.target_error if self.mode == "TARGET_ERROR" else None,
-                "budget_bytes": self.budget_bytes if self.mode == "BUDGET" else None}
+def size_from(owner) -> SizeMode:
+    """The core.checked.SizeMode held by ``owner`` (the scene's settings or the operator's)."""
+    return SizeMode(owner.size_mode.lower(), float(f"{owner.target_error:.7g}"),
+                    int(owner.budget_bytes))
 
 
 def _shape(arrays: bridge.MeshArrays):
@@ -297,27 +278,25 @@ def conversion_options(op, context):
 
 def draw_conversion_options(layout, owner) -> None:
     """The main conversion options of ``owner`` (the scene's settings or the Convert operator): the
-    size mode and the settings the panel shows first."""
+    size mode and the settings the panel shows first, less those the mode decides itself."""
     layout.prop(owner, "size_mode")
     if owner.size_mode == 'TARGET_ERROR':
         layout.prop(owner, "target_error")
     elif owner.size_mode == 'BUDGET':
         layout.prop(owner, "budget_bytes")
+    decided = size_from(owner).decides
     for name in properties.MAIN_SETTINGS:
-        if owner.size_mode == 'FIXED' or name not in SIZE_SETTINGS:
+        if name not in decided:
             layout.prop(owner, name)
 
 
 def draw_advanced_options(layout, owner) -> None:
     """The other conversion options of ``owner``: hiding the source and every remaining setting."""
     layout.prop(owner, "hide_source")
+    decided = size_from(owner).decides
     for f in fields(ConversionSettings):
-        if f.name not in properties.MAIN_SETTINGS:
+        if f.name not in properties.MAIN_SETTINGS and f.name not in decided:
             layout.prop(owner, f.name)
-
-
-#: Settings chosen by the Target Error and Byte Budget modes (hidden in those modes).
-SIZE_SETTINGS = ("layers", "hidden")
 
 
 class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
@@ -362,7 +341,7 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
                                      + ", ".join(o.name for o in others[:3]))
         options = conversion_options(self, context)
         settings = properties.settings_from(options)
-        size = SizeMode.from_scene(options)
+        size = size_from(options)
         self._leave_mode(context)        # Edit Mode's selection is read from the mesh
         # started from Edit Mode (or a paint mode) the user goes on working on the source: it stays
         # visible and active, and the mode comes back when the job ends
@@ -371,10 +350,9 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
         depsgraph = context.evaluated_depsgraph_get()
         arrays = [bridge.evaluated_mesh_arrays(o, depsgraph) for o in meshes]
         tasks = [_convert_task(a, settings, size) for a in arrays]
-        # several meshes of one fixed architecture train together as one stack, except in the UI:
-        # there each trains alone (the same networks) so the status bar shows each one's epoch,
-        # loss and ETA (the stack only reports how many shapes are done)
-        together = len(arrays) > 1 and size.mode == "FIXED" and not self._interactive
+        # several meshes of one fixed architecture train together as one stack (the status bar
+        # shows the stack's epoch with each one's loss, and the ETA); other sizes one at a time
+        together = len(arrays) > 1 and size.mode == "fixed"
         batch = _convert_batch(arrays, settings) if together else None
         return jobs.Job("Converting", tasks, batch=batch)
 
@@ -439,9 +417,8 @@ class OBJECT_OT_neural_implicit_remesh(JobOperator, bpy.types.Operator):
     bl_options = {'REGISTER', 'UNDO'}
     noun = "object"
 
-    resolution: IntProperty(
-        name="Resolution", default=128, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
-        description="Marching cubes cells per axis of the implicit's bounding cube")
+    resolution: properties.resolution_property("Marching cubes cells per axis of the implicit's "
+                                               "bounding cube")
     keep_original: BoolProperty(name="Keep Original", default=False,
                                 description=KEEP_ORIGINAL_DESCRIPTION)
 

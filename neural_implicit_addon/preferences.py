@@ -297,10 +297,8 @@ class PREFERENCES_OT_neural_implicit_install_torch(bpy.types.Operator):
         if event.type != 'TIMER' or _installer is None:
             return {'PASS_THROUGH'}
         code = _installer.poll()
-        for window in context.window_manager.windows:
-            for area in window.screen.areas:
-                if area.type == 'PREFERENCES':
-                    area.tag_redraw()
+        from .bridge import tag_view3d_redraw
+        tag_view3d_redraw(context, {'PREFERENCES'})
         if context.workspace is not None:
             context.workspace.status_text_set(f"Installing PyTorch: {_installer.status}")
         if code is None:

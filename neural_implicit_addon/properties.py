@@ -29,10 +29,11 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
                        PointerProperty, StringProperty)
 
 from . import bridge
+from .core.checked import SizeMode
 from .core.csg import OPERATIONS
-from .core.remesh import MAX_RESOLUTION, MIN_RESOLUTION
+from .core.remesh import INTERACTIVE_RESOLUTION, MAX_RESOLUTION, MIN_RESOLUTION
 from .core.settings import ConversionSettings
-from .core.trace import TraceSettings
+from .core.trace import ViewportSettings
 
 #: Largest value an IntProperty can hold (the seed's core range is larger).
 INT_MAX = 2 ** 31 - 1
@@ -45,6 +46,25 @@ CHOICE_LABELS = {"relu": "ReLU", "sine": "Sine (SIREN)", "auto": "Auto", "cpu": 
                  "mps": "MPS (Apple)",
                  "onecycle": "One-Cycle", "cosine": "Cosine", "constant": "Constant",
                  "float32": "Float32", "float16": "Float16", "int8": "Int8"}
+
+#: The size modes (core.checked.SizeMode), their fields, and their UI names and descriptions.
+SIZE_FIELDS = {f.name: f for f in fields(SizeMode)}
+SIZE_MODES = SIZE_FIELDS["mode"].metadata["choices"]
+SIZE_MODE_LABELS = {
+    "fixed": ("Fixed", "Layers and Hidden as set below"),
+    "target_error": ("Target Error", "The smallest network of a ladder of sizes that reaches the "
+                                     "target surface error (the paper's error-driven sizing)"),
+    "budget": ("Byte Budget", "The most accurate network whose stored numbers fit the budget "
+                              "(chooses size, storage and training recipe)")}
+LABELS.update(target_error="Target Error", budget_bytes="Byte Budget")
+
+#: The scene's viewport options: core.trace.ViewportSettings' fields (default, range, help), with
+#: how Blender shows them.
+VIEWPORT_FIELDS = {f.name: f for f in fields(ViewportSettings)}
+VIEWPORT_PROPERTIES = {"resolution_scale": {"subtype": 'FACTOR'}, "max_steps": {},
+                       "epsilon": {"precision": 4, "step": 0.01},
+                       "step_factor": {"subtype": 'FACTOR'}}
+LABELS.update(resolution_scale="Navigation Scale")
 
 #: The settings the panel shows first (the issue's list); every other field goes to "Advanced".
 MAIN_SETTINGS = ("layers", "hidden", "activation", "beta", "pool", "samples", "epochs", "lr",
@@ -66,12 +86,13 @@ def _precision(default: float) -> int:
     return int(min(6, max(2, 2 - math.floor(math.log10(default)))))
 
 
-def property_for(f, options=None):
-    """The bpy property of one ConversionSettings field (default, range, choices, help from core);
-    ``options`` the property's bpy options (e.g. {'SKIP_SAVE'} for operator properties)."""
+def property_for(f, options=None, **extra):
+    """The bpy property of one field of a core settings description (ConversionSettings,
+    core.checked.SizeMode: default, range, choices, help from core); ``options`` the property's bpy
+    options (e.g. {'SKIP_SAVE'} for operator properties); ``extra`` more bpy keywords."""
     m = f.metadata
     default = f.default if f.default is not MISSING else f.default_factory()
-    common = {"name": _label(f.name), "description": _description(m["help"])}
+    common = {"name": _label(f.name), "description": _description(m["help"]), **extra}
     if options is not None:
         common["options"] = set(options)
     if isinstance(default, bool):
@@ -80,8 +101,8 @@ def property_for(f, options=None):
         return IntProperty(default=default, min=int(m["min"]), max=int(min(m["max"], INT_MAX)),
                            **common)
     if isinstance(default, float):
-        return FloatProperty(default=default, min=float(m["min"]), max=float(m["max"]),
-                             precision=_precision(default), **common)
+        common.setdefault("precision", _precision(default))
+        return FloatProperty(default=default, min=float(m["min"]), max=float(m["max"]), **common)
     if isinstance(default, str) and "choices" in m:
         items = [(c, CHOICE_LABELS.get(c, c.title()), "") for c in m["choices"]]
         return EnumProperty(items=items, default=default, **common)
@@ -123,22 +144,11 @@ def conversion_properties(options=None) -> dict:
     annotations = {f.name: property_for(f, options) for f in fields(ConversionSettings)}
     annotations.update(
         size_mode=EnumProperty(
-            name="Network Size", default='FIXED',
-            items=[('FIXED', "Fixed", "Layers and Hidden as set below"),
-                   ('TARGET_ERROR', "Target Error", "The smallest network of a ladder of sizes that "
-                    "reaches the target surface error (the paper's error-driven sizing)"),
-                   ('BUDGET', "Byte Budget", "The most accurate network whose stored numbers fit "
-                    "the budget (chooses size, storage precision and training recipe)")],
+            name="Network Size", default=SizeMode().mode.upper(),
+            items=[(m.upper(), *SIZE_MODE_LABELS[m]) for m in SIZE_MODES],
             description="How the network's size is chosen", **common),
-        target_error=FloatProperty(
-            name="Target Error", default=0.003, min=1e-5, max=0.5, precision=4, step=0.01,
-            description="Surface error to reach: mean |f| on the surface as a share of the shape's "
-                        "size (its centre to its farthest vertex; 0.003 = 0.3%). The paper reports "
-                        "0.003 for 93% of Thingi10K at 8 x 32", **common),
-        budget_bytes=IntProperty(
-            name="Byte Budget", default=30_000, min=1_000, max=100_000_000,
-            description="Bytes the stored network may take (weights, biases, scales and transform)",
-            **common),
+        target_error=property_for(SIZE_FIELDS["target_error"], options, precision=4, step=0.01),
+        budget_bytes=property_for(SIZE_FIELDS["budget_bytes"], options),
         hide_source=BoolProperty(
             name="Hide Source", default=True,
             description="Hide each converted mesh afterwards (not deleted: Alt+H or the implicit's "
@@ -151,27 +161,20 @@ def conversion_properties(options=None) -> dict:
 CONVERSION_OPTIONS = tuple(conversion_properties())
 
 
+def resolution_property(description: str, default: int = INTERACTIVE_RESOLUTION):
+    """A marching-cubes resolution, with core.remesh's range and defaults (one definition for the
+    panel and every operator that meshes)."""
+    return IntProperty(name="Resolution", default=default, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
+                       description=description)
+
+
 def _settings_class():
     annotations = conversion_properties()
     annotations.update(
-        remesh_resolution=IntProperty(
-            name="Resolution", default=128, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
-            description="Marching cubes cells per axis of the implicit's bounding cube"),
-        viewport_resolution_scale=FloatProperty(
-            name="Navigation Scale", default=0.5, min=0.05, max=1.0, subtype='FACTOR',
-            description="Resolution at which implicits are traced while the view moves "
-                        "(full resolution once it stops)"),
-        viewport_max_steps=IntProperty(
-            name="Max Steps", default=TraceSettings.max_steps, min=8, max=1024,
-            description="Network evaluations per pixel at most when drawing implicits"),
-        viewport_epsilon=FloatProperty(
-            name="Epsilon", default=TraceSettings.epsilon, min=1e-6, max=0.05, precision=4,
-            step=0.01, description="A ray hits the surface where the network is below this "
-                                   "(network units: the shape's radius is 0.9)"),
-        viewport_step_factor=FloatProperty(
-            name="Step Factor", default=TraceSettings.step_factor, min=0.05, max=1.0,
-            subtype='FACTOR', description="Safety factor on each sphere-tracing step: lower it if "
-                                          "thin parts show holes, raise it for speed"),
+        remesh_resolution=resolution_property("Marching cubes cells per axis of the implicit's "
+                                              "bounding cube"),
+        **{f"viewport_{name}": property_for(VIEWPORT_FIELDS[name], **extra)
+           for name, extra in VIEWPORT_PROPERTIES.items()},
     )
     return type("NI_SceneSettings", (bpy.types.PropertyGroup,), {
         "__annotations__": annotations,

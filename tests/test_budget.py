@@ -17,7 +17,7 @@ from core.mesh import mesh_from_arrays
 from core.model import StackedMLP
 from core.quantize import with_storage
 from core.convert import training_set
-from core.refine import ErrorResampler, Refinements, fake_quantized
+from core.refine import ErrorResampler, Refinements, quantizer
 from core.sampling import SampleSet, SignedDistance
 from core.settings import ConversionSettings
 from helpers import icosphere
@@ -74,31 +74,23 @@ def test_convert_to_budget_fits_and_records_the_choice():
     assert r.surface_error < 0.02
 
 
-def test_fake_quantized_forward_is_what_the_file_evaluates():
-    """Inside fake_quantized the torch model computes with exactly the weights with_storage keeps."""
+def test_quantizer_rounds_as_the_file_stores():
+    """The weights quantisation-aware training computes with are exactly those with_storage keeps."""
     gen = torch.Generator().manual_seed(3)
     arch = Architecture(3, 24, "relu", 2)
     model = StackedMLP(arch, 1, gen)
     X = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (1, 500, 3)).astype(np.float32))
+    assert quantizer("float32") is None
     for storage in ("int8", "float16"):
-        with fake_quantized(model, storage):
-            f_fake = model(X)[0].detach().numpy()
-            f_fake.sum()                                             # gradients flow (straight-through)
+        q = quantizer(storage)
+        rounded = StackedMLP(arch, 1)
+        with torch.no_grad():
+            for dst, src in zip(rounded.weights, model.weights):
+                dst.copy_(q(src, False))
+            for dst, src in zip(rounded.biases, model.biases):
+                dst.copy_(q(src, True))
         imp = with_storage(model.to_implicit(0), storage)
-        assert np.allclose(imp.evaluate(X[0].numpy()), f_fake, atol=2e-5)
-    # on exit the float32 parameters are plain parameters again
-    assert all(type(p) is torch.nn.Parameter for p in model.parameters())
-    assert len(list(model.parameters())) == 2 * len(arch.layer_shapes())
-
-
-def test_straight_through_gradients_reach_the_float_weights():
-    gen = torch.Generator().manual_seed(0)
-    model = StackedMLP(Architecture(2, 8), 1, gen)
-    X = torch.rand(1, 64, 3)
-    with fake_quantized(model, "int8"):
-        model(X).sum().backward()
-        grads = [p.grad for p in model.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        assert np.allclose(imp.evaluate(X[0].numpy()), rounded(X)[0].detach().numpy(), atol=2e-5)
 
 
 def test_quantisation_aware_fine_tuning_runs_and_is_recorded():

@@ -15,7 +15,7 @@ import pytest
 
 from core.child_process import (PARENT_GONE_EXIT, ChildDied, ChildResult, ShapeInput, _start,
                                 _write_inputs, convert_in_child)
-from core.convert import convert_checked
+from core.checked import convert_checked
 from core.errors import Cancelled, InputError
 from core.mesh import mesh_from_arrays
 from core.settings import ConversionSettings
@@ -63,6 +63,26 @@ def test_child_gives_the_same_network_as_this_process():
     stages = [p.stage for p in seen]
     assert "sampling" in stages and "training" in stages and stages[-1] == "checking"
     assert [p.epoch for p in seen if p.stage == "training"] == [1, 2, 3, 4, 5]
+    assert {p.shape for p in seen} == {"ball"}          # every record names its shape
+
+
+def test_a_stack_reports_each_shapes_epoch_loss_and_eta():
+    """Shapes trained together: after each epoch of the stack, one record per shape with its epoch,
+    loss and ETA; its sampling and checking records name it too."""
+    seen = []
+    outcomes = convert_in_child([sphere("ball"), sphere("other")], SMALL, together=True,
+                                progress=seen.append)
+    assert all(isinstance(o, ChildResult) for o in outcomes), outcomes
+    for name, outcome in zip(("ball", "other"), outcomes):
+        mine = [p for p in seen if p.shape == name]
+        assert {"sampling", "training", "checking"} <= {p.stage for p in mine}
+        training = [p for p in mine if p.stage == "training"]
+        assert [(p.epoch, p.epochs) for p in training] == [(e, 5) for e in range(1, 6)]
+        assert [p.fraction for p in training] == [e / 5 for e in range(1, 6)]
+        assert training[-1].loss == pytest.approx(outcome.summary["final_loss"])
+        assert training[0].eta > 0 and training[-1].eta == 0
+        assert all(p.loss > 0 for p in training)
+    assert all(p.shape for p in seen)
 
 
 def test_bad_input_comes_back_as_the_core_error():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.batch_train import BatchTrainer, StackedAdam, convert_many, train_config
+from core.batch_train import BatchTrainer, convert_many, train_config
 from core.cli import main
 from core.convert import convert_mesh
 from core.dataset import (MANIFEST_NAME, ROW_KEYS, Manifest, convert_dir, find_meshes, make_row,
@@ -61,27 +61,6 @@ def without_seconds(rows):
 
 
 # ----------------------------------------------------------------------------- batched training
-def test_stacked_adam_is_torch_adam():
-    """One network under StackedAdam follows torch.optim.Adam step for step, with a changing lr."""
-    torch.manual_seed(0)
-    a = StackedMLP(Architecture(3, 16), 1, torch.Generator().manual_seed(1))
-    b = StackedMLP.from_implicits([a.to_implicit()])
-    ref = torch.optim.Adam(a.parameters(), lr=1e-2)
-    mine = StackedAdam(list(b.parameters()))
-    X, Y = torch.rand(1, 512, 3) * 2 - 1, torch.rand(1, 512)
-    for step in range(1, 31):
-        lr = 1e-2 * (0.5 + 0.5 * np.cos(step / 10))
-        for g in ref.param_groups:
-            g["lr"] = lr
-        for model in (a, b):
-            model.zero_grad(set_to_none=True)
-            (model(X) - Y).abs().mean(dim=1).sum().backward()
-        ref.step()
-        mine.step([lr], [step])
-    for p, q in zip(a.parameters(), b.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
-
-
 def test_batch_of_k_equals_k_single_conversions():
     """K = 2 slots for 4 shapes that stop early at different epochs (so slots are refilled mid-run):
     every shape ends where convert_mesh takes it alone, with the same seed."""
@@ -242,7 +221,7 @@ def test_killed_worker_and_killed_run(tmp_path):
 
 def test_ray_engine_gives_the_same_manifest(tmp_path):
     ray = pytest.importorskip("ray")
-    from core.dataset_ray import CORE_DIR
+    from core.dataset.ray_engine import CORE_DIR
 
     src = make_dataset(tmp_path / "in")
     local = convert_dir(src, str(tmp_path / "local"), CHECKED, shapes_per_batch=3, workers=1)

@@ -13,8 +13,9 @@ import time
 import pytest
 
 from core.cli import main
-from core.dataset import (LOCK_NAME, MANIFEST_NAME, ROW_KEYS, OutputLock, _file_recipe,
-                          convert_dir, default_shape_timeout, make_row, read_manifest)
+from core.dataset import (LOCK_NAME, MANIFEST_NAME, ROW_KEYS, OutputLock, convert_dir,
+                          default_shape_timeout, make_row, read_manifest)
+from core.dataset.plan import _file_recipe
 from core.errors import InputError
 from core.fileformat import load
 from core.mesh import icosphere
@@ -221,7 +222,7 @@ def test_a_file_retried_with_another_seed_answers_the_seed_asked_for():
 def test_the_ray_driver_reads_only_regular_files(tmp_path):
     """The Ray driver reads inputs itself: a FIFO must not block it, a device must not fill its
     memory; both are one-line InputErrors naming the input."""
-    from core.dataset import read_input
+    from core.dataset.steps import read_input
     os.mkfifo(tmp_path / "pipe.obj")
     for path, rel in ((str(tmp_path / "pipe.obj"), "pipe.obj"), (os.devnull, "null.obj")):
         with pytest.raises(InputError, match=f"^{rel}: not a regular file"):

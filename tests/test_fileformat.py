@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import FileFormatError
-from core.fileformat import FORMAT_VERSION, load, save
+from core.errors import FileFormatError, InputError
+from core.fileformat import FORMAT_VERSION, from_bytes, load, save, to_bytes
 from core.implicit import Architecture
 from core.model import StackedMLP
 from core.quantize import with_storage
@@ -82,6 +82,23 @@ def test_bad_files_are_rejected(tmp_path, edit, needle):
     p = _corrupt(tmp_path, edit)
     with pytest.raises(FileFormatError, match=needle):
         load(p)
+    with pytest.raises(FileFormatError, match=needle):      # the same boundary for bytes
+        from_bytes(p.read_bytes(), "stored")
+
+
+@pytest.mark.parametrize("storage", ["float32", "int8"])
+def test_bytes_round_trip(tmp_path, storage):
+    """to_bytes/from_bytes: no file involved, the same network and metadata as save/load."""
+    imp = with_storage(_implicit(), storage)
+    save(imp, tmp_path / "a.h5")
+    a, b = load(tmp_path / "a.h5"), from_bytes(to_bytes(imp))
+    assert (a.architecture, a.storage, a.metadata) == (b.architecture, b.storage, b.metadata)
+    assert np.array_equal(a.transform, b.transform)
+    assert all(np.array_equal(x, y) for x, y in zip(a.weights + a.biases, b.weights + b.biases))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.h5"]
+    imp.transform = np.diag([1.0, 2.0, 1.0, 1.0])
+    with pytest.raises(InputError, match="similarity"):
+        to_bytes(imp)
 
 
 def test_truncated_file(tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from core.errors import FileFormatError, InputError
-from core.fileformat import (MAX_FILE_BYTES, checksum, legacy_checksum, load, load_bytes, save,
+from core.fileformat import (MAX_FILE_BYTES, checksum, legacy_checksum, load, from_bytes, save,
                              similarity_problem)
 from core.implicit import MAX_PARAMETERS, Architecture, Implicit
 from helpers import PAPER_WEIGHTS, ROOT
@@ -54,7 +54,7 @@ import json, sys
 import numpy as np
 from hostile.files import tiny_implicit
 from core.errors import FileFormatError
-from core.fileformat import load_bytes, save
+from core.fileformat import from_bytes, save
 path, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 save(tiny_implicit(), path)
 base = open(path, "rb").read()
@@ -74,7 +74,7 @@ for i in range(n):
     else:
         data[pos:pos + 16] = bytes(len(data[pos:pos + 16]))
     try:
-        values = load_bytes(bytes(data), f"variant {i}").evaluate(Q)
+        values = from_bytes(bytes(data), f"variant {i}").evaluate(Q)
         counts["ok"] += 1
         if not np.isfinite(values).all():
             bad.append([i, op, pos, "non-finite values"])
@@ -172,13 +172,13 @@ def test_checksum_covers_architecture_and_storage(tmp_path):
     assert checksum(arch, "float16", T, layers) != stored
 
 
-def test_load_bytes_matches_load(tmp_path):
+def test_from_bytes_matches_load(tmp_path):
     path = tmp_path / "a.h5"
     save(tiny_implicit(), path)
-    a, b = load(path), load_bytes(path.read_bytes(), "x")
+    a, b = load(path), from_bytes(path.read_bytes(), "x")
     assert all(np.array_equal(x, y) for x, y in zip(a.weights, b.weights))
     with pytest.raises(FileFormatError, match="larger than any valid file"):
-        load_bytes(bytes(MAX_FILE_BYTES + 1), "big")
+        from_bytes(bytes(MAX_FILE_BYTES + 1), "big")
 
 
 @pytest.mark.parametrize("A,needle", [(np.diag([-1.0, 1.0, 1.0]), "mirror"),

@@ -218,7 +218,7 @@ def test_viewport_child_times_the_shader(tmp_path):
                           ConversionSettings(device="cpu", samples=5_000, pool=20_000, epochs=1))
     h5 = tmp_path / "spot.h5"
     save(result.implicit, str(h5))
-    p = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--viewport-child",
+    p = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--viewport-child",
                         str(h5), "--size", "32x18", "--frames", "1"],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]

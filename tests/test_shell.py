@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from core.convert import convert_checked
+from core.checked import convert_checked
 from core.errors import InputError
 from core.implicit import Implicit
 from core.metrics import surface_distances

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import core.convert as convert_module
-from core.convert import ConversionFailed, convert_checked
+from core.checked import ConversionFailed, SizeMode, convert_checked
 from core.errors import InputError
 from core.jsonsafe import dumps, finite_or_none
 from core.mesh import mesh_from_arrays
@@ -100,15 +99,14 @@ def test_checked_conversion_passes_and_records_the_check():
 def _fake_modes(monkeypatch, outcomes):
     """Make the trainer return the given implicits in turn (a collapsed net, then a healthy one)."""
     seeds = []
-    real = convert_module._convert_in_mode
+    real = SizeMode.convert
 
-    def fake(mesh, settings, target_error, budget_bytes, progress, cancel):
+    def fake(self, mesh, settings, progress=None, cancel=None):
         seeds.append(settings.seed)
-        result = real(mesh, settings.replace(epochs=1, samples=2000, pool=20_000), None, None,
-                      None, None)
+        result = real(self, mesh, settings.replace(epochs=1, samples=2000, pool=20_000))
         result.implicit = outcomes[len(seeds) - 1]
         return result
-    monkeypatch.setattr(convert_module, "_convert_in_mode", fake)
+    monkeypatch.setattr(SizeMode, "convert", fake)
     return seeds
 
 
@@ -130,11 +128,15 @@ def test_every_attempt_failing_is_an_error_never_done(monkeypatch, ball):
     assert seeds == [0, 1, 2]
 
 
-def test_single_open_triangle_is_an_error():
-    """Open input with no inside at all: the network has no surface, which is never 'done'."""
+def test_single_open_triangle_becomes_a_checked_thin_shell():
+    """Open input with no inside at all: auto picks shell mode, and the shell is checked against
+    the triangle (issue 18: a single triangle converts to a visible thin shell)."""
     mesh = mesh_from_arrays([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]])
-    with pytest.raises(ConversionFailed, match="no surface"):
-        convert_checked(mesh, TINY.replace(epochs=2), attempts=1)
+    r = convert_checked(mesh, TINY, attempts=1)
+    assert r.implicit.metadata["surface"]["mode"] == "shell"
+    v = r.verification
+    assert v.passed and v.has_surface and v.open_input and v.shell_thickness == pytest.approx(0.01)
+    assert v.chamfer < 0.03 and v.sign_agreement_near > 0.9
 
 
 def test_both_size_modes_at_once_are_refused(ball):

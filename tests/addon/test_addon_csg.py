@@ -8,6 +8,7 @@ each test opens that .blend.
 """
 
 import importlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -343,3 +344,69 @@ def test_distill_trains_one_implicit_on_the_csg_result(ni, balls):
     got = ni.bridge.evaluate_world(new, X)
     clear = np.abs(want) > 0.1
     assert (np.sign(got[clear]) == np.sign(want[clear])).mean() > 0.98
+
+
+class MenuRecorder:
+    """A layout that records the operators a menu draws: (id, text, the returned properties)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def operator(self, idname, text="", **kwargs):
+        props = SimpleNamespace()
+        self.calls.append((idname, text, props))
+        return props
+
+
+def test_applying_an_entry_folds_it_into_the_network_in_one_undo_step(ni, balls):
+    """An entry's Apply (its drop-down menu, like a modifier's): A's network is trained again on A
+    united with B, that entry leaves the stack and the entry below (minus C) keeps working on the
+    new network, so the result stays; one undo step brings the old network and stack back."""
+    bpy = ni.bpy
+    a, b = open_balls(ni, balls)
+    assert bpy.ops.object.neural_implicit_csg_add(operation='UNION') == {'FINISHED'}
+    bpy.ops.object.neural_implicit_csg_add(operation='DIFFERENCE')
+    stack = a.neural_implicit.csg
+    c = b.copy()
+    c.name = "C"
+    bpy.context.scene.collection.objects.link(c)
+    c.location = (0.0, 0.55, 0.0)
+    stack[1].operand = c
+    bpy.context.view_layer.update()
+    X = np.random.default_rng(2).uniform(-1.2, 1.2, (4000, 3))
+    union = ni.bridge.csg_tree(a, last=0).shape.evaluate_world(X)
+    whole = ni.bridge.csg_tree(a).shape.evaluate_world(X)
+    key, location = a.neural_implicit.key, tuple(a.location)
+
+    stack[0].show = False                     # a turned-off entry is not applied, and says why
+    with pytest.raises(RuntimeError, match="entry 1 is turned off: turn it on to apply it"):
+        bpy.ops.object.neural_implicit_csg_apply_entry(index=0, resolution=RESOLUTION)
+    stack[0].show = True
+
+    menu = MenuRecorder()
+    ni.csg_panels.NI_MT_csg_entry.draw(SimpleNamespace(layout=menu),
+                                       SimpleNamespace(neural_csg_entry=stack[0]))
+    [(idname, text, props)] = [call for call in menu.calls if call[1] == "Apply"]
+    assert idname == "object.neural_implicit_csg_apply_entry" and props.index == 0
+    bpy.ops.ed.undo_push(message="before applying the entry")
+    # True: operators called from Python push their undo step only when asked
+    assert bpy.ops.object.neural_implicit_csg_apply_entry(
+        'EXEC_DEFAULT', True, index=props.index, resolution=RESOLUTION) == {'FINISHED'}
+    assert [(e.operand.name, e.operation) for e in stack] == [("C", 'DIFFERENCE')]
+    assert a.neural_implicit.key != key and ni.bridge.is_implicit(a)
+    meta = ni.bridge.implicit_from_object(a).metadata
+    assert meta["applied_csg"] == [{"operand": "B_implicit", "operation": "union", "blend": 0.1}]
+    assert meta["verification"]["passed"]
+    assert a.location.x == pytest.approx(0.0, abs=0.02)          # origin: the union's centre
+    clear = (np.abs(union) > 0.1)
+    alone = ni.bridge.evaluate_world(a, X)
+    assert (np.sign(alone[clear]) == np.sign(union[clear])).mean() > 0.98
+    after = ni.bridge.csg_tree(a).shape.evaluate_world(X)
+    clear = np.abs(whole) > 0.1
+    assert (np.sign(after[clear]) == np.sign(whole[clear])).mean() > 0.98
+    assert {"B_implicit", "C"} <= set(bpy.data.objects.keys())    # operands stay
+
+    bpy.ops.ed.undo()                                            # one step: network and stack back
+    a = bpy.data.objects["A_implicit"]
+    assert a.neural_implicit.key == key and tuple(a.location) == pytest.approx(location)
+    assert [e.operation for e in a.neural_implicit.csg] == ['UNION', 'DIFFERENCE']

@@ -51,6 +51,9 @@ class Recorder:
     def panel(self, *args, **kwargs):
         return Recorder(self.calls), Recorder(self.calls)
 
+    def progress(self, text="", **kwargs):
+        self.calls.append(("progress", text))
+
     def __getattr__(self, name):              # separator, row, column, label, operator_enum ...
         def call(*args, **kwargs):
             return Recorder(self.calls)
@@ -249,8 +252,9 @@ def test_converting_from_edit_mode_returns_to_edit_mode(ni):
 
 
 def test_several_objects_show_each_ones_epoch_loss_and_eta(ni, monkeypatch):
-    """The UI path (invoke + timer, driven by hand): each mesh trains in turn, so the status bar
-    names it with its epoch, loss and ETA (the stack only knows how many shapes are done)."""
+    """The UI path (invoke + timer, driven by hand): the meshes train together as one stack in one
+    child process, and the status bar and the Convert panel's bar give the stack's epoch with each
+    object's loss, and the ETA, while the bar fills."""
     bpy = ni.bpy
     monkeypatch.setattr(ni.operators, "blocking", lambda: False)
     new_scene(bpy, epochs=3)
@@ -260,11 +264,25 @@ def test_several_objects_show_each_ones_epoch_loss_and_eta(ni, monkeypatch):
     context = FakeContext(bpy)
     op = modal_operator(ni, ni.operators.OBJECT_OT_neural_implicit_convert)
     assert op.invoke(context, SimpleNamespace(type='LEFTMOUSE', value='PRESS')) == {'RUNNING_MODAL'}
-    assert run_modal(op, context) == {'FINISHED'}
+    job = ni.jobs.active()
+    assert job.batch is not None                      # one stack, not one child per object
+    panel, bars = Recorder(), []
+
+    def draw_panel():
+        del panel.calls[:]
+        bpy.types.NI_PT_convert.draw(SimpleNamespace(layout=panel), bpy.context)
+        bars.extend(text for kind, text in panel.calls if kind == "progress")
+        return False
+
+    assert run_modal(op, context, until=draw_panel) == {'FINISHED'}
     statuses = [s for s in context.status if s]
-    for i, name in enumerate(("Icosphere", "Suzanne")):
-        ok = [s for s in statuses if f"/2: {name}" in s and "epoch" in s and "loss" in s and "ETA" in s]
-        assert ok, statuses
+    epochs = [s for s in statuses + bars if "epoch" in s]
+    assert epochs and all(s.startswith("Converting 2 objects together · epoch ") and "/3 · loss "
+                          in s and " · ETA " in s for s in epochs), statuses
+    assert any("Icosphere 0." in s and "Suzanne 0." in s for s in epochs), epochs
+    assert any("sampling" in s and "Suzanne" in s for s in statuses), statuses
+    assert any("checking" in s for s in statuses), statuses
+    assert any("epoch" in s for s in bars), bars            # the panel shows the same line
     assert bpy.data.objects["Suzanne_implicit"].neural_implicit.is_implicit
     assert bpy.data.objects["Icosphere_implicit"].neural_implicit.is_implicit
 
@@ -308,3 +326,38 @@ def test_the_papers_networks_import_through_file_import(ni):
 
     with pytest.raises(RuntimeError, match="Reference Mesh 'Nope' is no object"):
         run(bpy, importer, filepath=PAPER, reference="Nope")
+
+
+def test_size_and_viewport_properties_are_cores(ni):
+    """The scene's and the Convert operator's size options are core.checked.SizeMode's (modes,
+    defaults, ranges), the viewport options core.trace.ViewportSettings'; in budget mode the panel
+    hides what budget mode decides itself."""
+    from dataclasses import fields as dc_fields
+
+    bpy = ni.bpy
+    size = {f.name: f for f in dc_fields(ni.properties.SizeMode)}
+    for rna in (bpy.types.Scene.bl_rna.properties["neural_implicit_settings"].fixed_type,
+                bpy.ops.object.neural_implicit_convert.get_rna_type()):
+        props = rna.properties
+        assert [i.identifier for i in props["size_mode"].enum_items] == \
+            [m.upper() for m in size["mode"].metadata["choices"]]
+        for name in ("target_error", "budget_bytes"):
+            f = size[name]
+            assert props[name].default == pytest.approx(f.default)
+            assert (props[name].hard_min, props[name].hard_max) == \
+                pytest.approx((f.metadata["min"], f.metadata["max"]))
+    scene_props = bpy.types.Scene.bl_rna.properties["neural_implicit_settings"].fixed_type.properties
+    for f in dc_fields(ni.properties.ViewportSettings):             # core.trace's description
+        if f.name in ni.properties.VIEWPORT_PROPERTIES:
+            p = scene_props[f"viewport_{f.name}"]
+            assert p.default == pytest.approx(f.default)
+            assert (p.hard_min, p.hard_max) == pytest.approx((f.metadata["min"], f.metadata["max"]))
+    new_scene(bpy)
+    s = bpy.context.scene.neural_implicit_settings
+    s.size_mode = 'BUDGET'
+    calls = Recorder()
+    ni.operators.draw_conversion_options(calls, s)
+    ni.operators.draw_advanced_options(calls, s)
+    drawn = {name for kind, name in calls.calls if kind == "prop"}
+    assert "budget_bytes" in drawn and "seed" in drawn
+    assert not drawn & set(ni.properties.SizeMode("budget").decides)

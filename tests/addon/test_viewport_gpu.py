@@ -29,6 +29,7 @@ def ni(gpu_ready):
         bpy=gpu_ready.bpy,
         gpu=importlib.import_module("gpu"),
         viewport=importlib.import_module(pkg + ".viewport"),
+        glsl=importlib.import_module(pkg + ".core.glsl"),
         trace=importlib.import_module(pkg + ".core.trace"),
         implicit=importlib.import_module(pkg + ".core.implicit"),
     )
@@ -239,7 +240,7 @@ def test_weight_cache_uploads_once_and_frees_unused(ni):
             for _ in range(vp.CACHE_IDLE_DRAWS + 1):
                 r.draw([vp.DrawItem("k2", changed, item.matrix_world)], V, P, 1, 1, scale=1.0)
             assert r.cached_keys() == ["k2"]
-            too_wide = ni.implicit.Architecture(1, vp.GPU_MAX_HIDDEN + 4)
+            too_wide = ni.implicit.Architecture(1, ni.glsl.GPU_MAX_HIDDEN + 4)
             wide = ni.implicit.Implicit(too_wide, [np.zeros(s) for s in too_wide.layer_shapes()],
                                         [np.zeros(s[0]) for s in too_wide.layer_shapes()])
             assert r.draw([vp.DrawItem("wide", wide, np.eye(4))], V, P, 8, 8) == 0

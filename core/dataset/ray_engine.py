@@ -1,40 +1,40 @@
 """The Ray engine of convert-dir: the local engine's steps as Ray tasks and actors.
 
-* Sampling: :func:`core.dataset.prepare_job` as a task (1 CPU). The mesh file's bytes travel with it,
+* Sampling: :func:`core.dataset.steps.prepare_job` as a task (1 CPU). The mesh file's bytes travel with it,
   so worker nodes need no shared file system; the samples stay in Ray's object store.
 * Training: a :class:`core.batch_train.BatchTrainer` inside an actor, one per GPU of the cluster
   (1 GPU each) when the settings' device allows one, else one per two CPUs. The driver hands each
   actor new shapes between its epochs; if an actor's process dies, Ray restarts it and the shapes it
   held are handed out again.
-* Finishing: :func:`core.dataset.finish_job` as a task returning the file's bytes (the network
-  checked against its source, a closed mesh that fails converted again alone); the driver writes
-  them into OUT_DIR under a temporary name and renames them, and records the manifest row.
+* Finishing: :func:`core.dataset.steps.finish_job` as a task returning the checked network (a
+  closed mesh that fails converted again alone); the driver writes it into OUT_DIR as the local
+  engine's workers do (core.fileformat.save: a temporary name, renamed) and records the row.
 * Time limit: a sampling or finishing task running longer than the run's ``shape_timeout`` (counted
   from its submission, so time spent queued in Ray counts too) is cancelled with ``force=True``,
   which kills its worker process (Ray starts another), and the shape is a failed row.
-* Inputs: the driver reads only regular files (core.dataset.read_input): a FIFO would block
+* Inputs: the driver reads only regular files (core.dataset.steps.read_input): a FIFO would block
   it and a device such as /dev/zero would fill its memory.
 
 Ray does the scheduling, placement, data movement and task retries (``max_retries``); this module
-only keeps the stacks full. Ray is an optional dependency of the command line, imported here only.
+only keeps the stacks full; what each result means is the run's bookkeeping (core.dataset.run.Run),
+as for the local engine. Ray is an optional dependency of the command line, imported here only.
 """
-
-from __future__ import annotations
 
 import logging
 import os
 import time
 from collections import deque
 
-from .errors import InputError
-from .settings import ConversionSettings
+from ..errors import InputError
+from ..settings import ConversionSettings
+from .plan import MAX_ATTEMPTS
+from .steps import finish_job, prepare_job, read_input
+from .worker_pool import POLL_SECONDS
 
 log = logging.getLogger(__name__)
 
 #: The folder of the core package, shipped to the cluster's workers (runtime_env py_modules).
-CORE_DIR = os.path.dirname(os.path.abspath(__file__))
-#: Seconds between checks of the cancel token while waiting for Ray.
-POLL_SECONDS = 0.5
+CORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def import_ray():
@@ -50,7 +50,6 @@ def import_ray():
 # ----------------------------------------------------------------------------- remote side
 def _prepare(rel, data, settings_dict, skip_if_hash):
     """prepare_job, with the samples returned as a second object (kept apart in the object store)."""
-    from .dataset import prepare_job
     out = prepare_job(rel, data, settings_dict, skip_if_hash)
     if out.status != "ready":
         return out, None
@@ -60,7 +59,6 @@ def _prepare(rel, data, settings_dict, skip_if_hash):
 
 
 def _finish(rel, outcome, trained, settings_dict, stat, notes):
-    from .dataset import finish_job
     return finish_job(rel, outcome.prepared, trained, settings_dict, stat, None, notes)
 
 
@@ -71,8 +69,8 @@ class TrainerActor:
     def __init__(self, settings_dict: dict, capacity: int):
         import torch
 
-        from .batch_train import BatchTrainer, train_config
-        from .train import pick_device
+        from ..batch_train import BatchTrainer, train_config
+        from ..train import pick_device
 
         settings = ConversionSettings.from_dict(settings_dict)
         torch.set_num_threads(settings.threads or 1)       # Ray gives this actor one CPU
@@ -88,7 +86,8 @@ class TrainerActor:
 
 # ----------------------------------------------------------------------------- driver
 def run_ray(jobs, run, address=None) -> None:
-    """Convert ``jobs`` (core.dataset.Job) on Ray, recording rows through ``run`` (core.dataset.Run).
+    """Convert ``jobs`` (core.dataset.plan.Job) on Ray, recording every result through ``run``
+    (core.dataset.run.Run).
 
     address: as ray.init accepts it ("auto", "ray://host:port"); None starts a local instance. A Ray
     instance this process already started is used as it is, and left running.
@@ -114,8 +113,6 @@ def run_ray(jobs, run, address=None) -> None:
 
 
 def _drive(ray, jobs, run) -> None:
-    from .dataset import MAX_ATTEMPTS, output_name, read_input, write_atomically
-
     settings = run.settings
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0)) if settings.device in ("auto", "cuda") else 0
@@ -199,12 +196,10 @@ def _drive(ray, jobs, run) -> None:
                     except ray.exceptions.RayError as e:      # retries used up
                         failed_remote(job, e)
                         continue
-                    if out.status == "failed":
-                        run.failed(job, out.error)
-                    elif out.status == "skipped":
-                        if not run.skipped_after_load(job):
-                            queue.appendleft(job)
-                    else:
+                    what = run.prepared(job, out)
+                    if what == "again":
+                        queue.appendleft(job)
+                    elif what == "ready":
                         ready.append((job, ref, s_ref))
                 elif ref in calls:
                     a = calls.pop(ref)
@@ -216,11 +211,7 @@ def _drive(ray, jobs, run) -> None:
                         log.warning("a trainer actor died: Ray restarts it, its %d shapes start "
                                     "again", len(a["held"]))
                         for job, o_ref, s_ref in a["held"].values():
-                            job.attempts += 1
-                            if job.attempts >= MAX_ATTEMPTS:
-                                run.failed(job, f"{job.rel}: the trainer died {job.attempts} times "
-                                                "with this mesh in its stack")
-                            else:
+                            if run.retry(job, "the trainer", "with this mesh in its stack"):
                                 ready.appendleft((job, o_ref, s_ref))
                         a["held"] = {}
                         continue
@@ -233,17 +224,11 @@ def _drive(ray, jobs, run) -> None:
                 elif ref in finishing:
                     job = finishing.pop(ref)
                     try:
-                        row, data = ray.get(ref)
+                        row, implicit = ray.get(ref)
                     except ray.exceptions.RayError as e:
                         failed_remote(job, e)
                         continue
-                    if data is not None:
-                        try:
-                            write_atomically(os.path.join(run.out_dir, output_name(job.rel)), data)
-                        except OSError as e:
-                            run.failed(job, f"{job.rel}: cannot write the output ({e.strerror or e})")
-                            continue
-                    run.finished(row)
+                    run.finished(job, row, implicit)
             expire()
     finally:
         for a in actors:

@@ -2,7 +2,7 @@
 
 Usage (inside .venv)::
 
-    python docs/make_ui_images.py [--out docs/images] [--size 240]
+    python -m bench.ui_images [--out docs/images] [--size 240]
 
 It builds the extension with build.py, installs it into a temporary Blender user folder (as a user
 does with Install from Disk), builds each scene through ``bpy.ops`` (convert, importance, remesh)
@@ -14,14 +14,12 @@ shading formula (bench/viewport_images.py). About two minutes on two CPU cores w
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 
 #: Conversion settings of the pictures: smaller than the defaults so the script runs in minutes.
 PICTURE = dict(layers=8, hidden=32, pool=2_000_000, samples=400_000, epochs=20, batch_size=2048,
@@ -36,7 +34,7 @@ ORANGE = (0.9, 0.35, 0.05, 1.0)
 def install_extension():
     """bpy with the extension installed (bench/gpu_context.py), its GPU context made, and the
     modules the pictures use."""
-    from gpu_context import install_extension as install
+    from bench.gpu_context import install_extension as install
     return install(("bridge", "viewport", "core.trace"), gpu=True)
 
 
@@ -64,7 +62,7 @@ def add_suzanne(bpy, location=(0.0, 0.0, 0.0), subdivide=True):
 
 def render(bpy, ni, width, height, eye, target, meshes=(), fov=35.0):
     """The visible implicits (as the draw handler gets them) and ``meshes`` [(V, F, colour)]."""
-    from viewport_images import mesh_drawer, on_background
+    from bench.viewport_images import mesh_drawer, on_background
 
     tr = ni.trace
     view = tr.look_at(eye, target)
@@ -161,4 +159,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

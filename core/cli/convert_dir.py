@@ -1,17 +1,15 @@
-"""``python -m core convert-dir``: the command line of core.dataset (registered by core.cli)."""
+"""``python -m core convert-dir``: the command line of core.dataset."""
 
-from __future__ import annotations
+from ..dataset import DEFAULT_SHAPES_PER_BATCH, convert_dir
+from .flags import add_settings_arguments, settings_from_args
+from .output import emit, progress_bar
 
-import sys
+NAME = "convert-dir"
+HELP = ("convert every mesh under a folder (recursively) into .h5 files, resumably, many shapes "
+        "trained at once")
 
 
-def add_convert_dir_command(command) -> None:
-    """Register convert-dir; ``command(name, help, func)`` is core.cli's sub-command factory."""
-    from .cli import add_settings_arguments
-    from .dataset import DEFAULT_SHAPES_PER_BATCH
-
-    c = command("convert-dir", "convert every mesh under a folder (recursively) into .h5 files, "
-                "resumably, many shapes trained at once", cmd_convert_dir)
+def arguments(c) -> None:
     c.add_argument("input_dir", metavar="IN_DIR")
     c.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                    help="output folder: OUT_DIR/<relative path>.h5 and OUT_DIR/manifest.jsonl")
@@ -35,21 +33,15 @@ def add_convert_dir_command(command) -> None:
     add_settings_arguments(c)
 
 
-def cmd_convert_dir(args) -> int:
-    from .cli import ProgressBar, _emit, settings_from_args
-    from .dataset import convert_dir
-
+def run(args) -> int:
     settings = settings_from_args(args)
-    bar = ProgressBar(not args.json and sys.stderr.isatty())
-    try:
+    with progress_bar(args) as bar:
         s = convert_dir(args.input_dir, args.output, settings, shapes_per_batch=args.shapes_per_batch,
                         workers=args.workers, trainers=args.trainers,
                         engine="local" if args.ray is None else "ray",
                         ray_address=args.ray or None, shape_timeout=args.shape_timeout,
                         progress=bar)
-    finally:
-        bar.close()
-    _emit(args, s.to_dict(), [
+    emit(args, s.to_dict(), [
         f"{s.total} meshes: {s.converted} converted, {s.skipped} skipped (up to date), "
         f"{s.failed} failed, in {s.seconds:.1f}s ({s.shapes_per_hour:.0f} shapes/hour, {s.engine})",
         f"outputs and manifest in {s.output_dir}" + (f"; failures are listed in {s.manifest}"

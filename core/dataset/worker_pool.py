@@ -1,5 +1,5 @@
 """Worker processes that each run one task at a time, with a time limit per task (convert-dir's
-local engine, core.dataset).
+local engine, core.dataset.local).
 
 Why a pool of its own and not concurrent.futures.ProcessPoolExecutor: that one cannot stop one task,
 and it loses every task in flight when one worker dies. Here every task runs in a known process from
@@ -7,8 +7,6 @@ a known time, so a task over its limit is killed with its process alone, which i
 worker dies with the process that started it (core.parent_death plus a watchdog), so no hung input
 keeps a core busy for nobody.
 """
-
-from __future__ import annotations
 
 import logging
 import os
@@ -56,7 +54,7 @@ def _worker_init(parent_pid: int) -> None:
     """
     import signal
 
-    from .parent_death import die_with_parent
+    from ..parent_death import die_with_parent
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     die_with_parent(parent_pid, 1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="neural-implicit-watchdog",
@@ -144,10 +142,8 @@ class _Worker:
 class WorkerPool:
     """Worker processes that each run one task at a time, with a time limit per task.
 
-    Why not concurrent.futures.ProcessPoolExecutor: it cannot stop one task, and it loses every task
-    in flight when one worker dies. Here every task runs in a known process from a known time, so a
-    task over ``limit`` seconds is killed with its process alone, which is replaced, and a worker
-    that dies takes only its own task with it. Tasks wait in order for a free worker.
+    A task over ``limit`` seconds is killed with its process alone, which is replaced (module
+    docstring); a worker that dies takes only its own task with it. Tasks wait in order.
 
     :meth:`receive` turns the workers' events (from ``events``) into results (status, Task, value):
     "done" (value: what the function returned), "error" (value: the exception as text) or "died";
