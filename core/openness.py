@@ -36,6 +36,12 @@ MARGIN = 0.01
 #: (network units), as core/verify.py draws its near-surface points.
 POINTS = 20_000
 SIGMA = 0.03
+#: The gap between separate parts is measured for at most this many parts (each part's tree is
+#: queried with the others' points), from this many surface points in all.
+MAX_GAP_PARTS = 64
+GAP_POINTS = 20_000
+#: Parts nearer than this (network units) touch or overlap: the solid is one there, no gap.
+TOUCHING = 1e-4
 
 
 @dataclass
@@ -45,6 +51,9 @@ class Openness:
     boundary_edges: int
     ambiguous_share: float
     components: int
+    #: the narrowest gap between two separate parts that do not touch (network units), None for
+    #: one part, touching parts only, or more than MAX_GAP_PARTS parts (not measured)
+    finest_gap: float | None = None
 
     @property
     def ambiguous(self) -> bool:
@@ -62,8 +71,9 @@ def boundary_edge_count(F: np.ndarray) -> int:
     return int((counts == 1).sum())
 
 
-def component_count(F: np.ndarray) -> int:
-    """Connected components of the faces (sharing a vertex connects); unused vertices don't count."""
+def face_components(F: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of the faces (sharing a vertex connects): their number and the label of
+    every face (m,); unused vertices don't count."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -73,7 +83,13 @@ def component_count(F: np.ndarray) -> int:
     i = np.concatenate([Fc[:, 0], Fc[:, 1]])
     j = np.concatenate([Fc[:, 1], Fc[:, 2]])
     A = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(used), len(used)))
-    return int(connected_components(A, directed=False)[0])
+    n, vertex_label = connected_components(A, directed=False)
+    return int(n), vertex_label[Fc[:, 0]]
+
+
+def component_count(F: np.ndarray) -> int:
+    """Connected components of the faces (sharing a vertex connects); unused vertices don't count."""
+    return face_components(F)[0]
 
 
 def ambiguous_share(sd: SignedDistance, X: np.ndarray, margin: float = MARGIN) -> float:
@@ -100,4 +116,30 @@ def detect(V: np.ndarray, F: np.ndarray, *, seed: int = 0, sd: SignedDistance | 
         S, _ = sample_surface(np.asarray(V, np.float64), F, POINTS, rng)
         near = S + rng.normal(0.0, SIGMA, S.shape)
         share = ambiguous_share(sd if sd is not None else SignedDistance(V, F), near)
-    return Openness(edges, share, component_count(F))
+    n, labels = face_components(F)
+    return Openness(edges, share, n, finest_gap(V, F, labels, n, seed))
+
+
+def finest_gap(V: np.ndarray, F: np.ndarray, labels: np.ndarray, n: int, seed: int = 0):
+    """The narrowest gap between separate parts (network units): the smallest distance from the
+    surface points of one part to another part's triangles, over pairs of parts that neither touch
+    (nearer than ``TOUCHING``) nor overlap (a point of one inside the other). Why: a grid coarser
+    than the gap merges the parts when meshed (core.remesh warns), and training must resolve it.
+    None when not measured (see :class:`Openness`)."""
+    if not 2 <= n <= MAX_GAP_PARTS:
+        return None
+    S, fid = sample_surface(np.asarray(V, np.float64), F, GAP_POINTS, np.random.default_rng([seed, 12]))
+    part = labels[fid]
+    best = np.inf
+    for k in range(n):
+        others = part != k
+        if not others.any():
+            continue
+        tree = SignedDistance(V, F[labels == k])
+        d = tree.unsigned(S[others])
+        inside = tree.inside(S[others])
+        for j in np.unique(part[others]):
+            of_j = part[others] == j
+            if d[of_j].min() > TOUCHING and not inside[of_j].any():
+                best = min(best, float(d[of_j].min()))
+    return best if np.isfinite(best) else None

@@ -34,7 +34,7 @@ from typing import Optional
 
 import numpy as np
 
-from .constants import BOUND_RADIUS, EVAL_CHUNK
+from .constants import BOUND_RADIUS, EVAL_CHUNK, MESH_RADIUS
 from .errors import InputError
 from .marching_cubes import (BYTES_PER_TRIANGLE, CORNERS, MESH_MEMORY_BUDGET, grid_cells,
                              triangle_count, triangulate_cells)
@@ -148,6 +148,23 @@ class ImplicitField(Field):
         return self.implicit.to_mesh(V)
 
 
+def gap_warning(implicit, resolution: int) -> str | None:
+    """A warning when the source of ``implicit`` had separate parts closer than two cells of a
+    ``resolution`` grid (core.openness.finest_gap, recorded at conversion): marching cubes needs
+    a grid point in the gap to keep them apart. None when they are far enough, or not known."""
+    meta = getattr(implicit, "metadata", None) or {}
+    gap = ((meta.get("surface") or {}).get("openness") or {}).get("finest_gap")
+    if not isinstance(gap, (int, float)) or not gap > 0:
+        return None
+    cell = 2.0 * BOUND_RADIUS / resolution
+    if cell <= gap / 2:
+        return None
+    need = min(MAX_RESOLUTION, int(np.ceil(4.0 * BOUND_RADIUS / gap)))
+    return (f"the source has separate parts {100 * gap / MESH_RADIUS:.2g}% of its size apart, less "
+            f"than two cells of this {resolution}^3 grid: they may merge in the mesh (a resolution "
+            f"of {need} or more keeps them apart where the network does)")
+
+
 def eval_chunk(implicit, chunk: int) -> int:
     """Points per evaluation of ``implicit`` (core.implicit.Implicit.eval_chunk: lowered for wide
     layers); anything without that method (a CSG shape) is returned ``chunk``; its leaves cap their
@@ -228,6 +245,7 @@ def remesh(implicit, resolution: int = DEFAULT_RESOLUTION, chunk: int = EVAL_CHU
         "dense_evaluations": (R + 1) ** 3,
         "evaluation_fraction": field_.evaluations / (R + 1) ** 3,
         **info, "cells": len(cells), "vertices": len(V), "faces": len(F), "seconds": seconds,
+        "warnings": [w for w in [gap_warning(implicit, R)] if w],
     }
     report(progress, stage="remeshing", fraction=1.0, elapsed=seconds)
     return RemeshResult(V, F, stats)

@@ -35,7 +35,8 @@ import numpy as np
 
 from .errors import InputError
 from .mesh import Mesh
-from .openness import AMBIGUOUS_SHARE, AMBIGUOUS_WINDING, MARGIN, ambiguous_share, boundary_edge_count
+from .openness import (AMBIGUOUS_SHARE, AMBIGUOUS_WINDING, MARGIN, ambiguous_share,
+                       boundary_edge_count, face_components)
 from .sampling import SignedDistance, sample_surface, uniform_ball
 from .units import format_fraction
 from .shell import ShellDistance, trained_thickness
@@ -62,6 +63,15 @@ __all__ = ["AMBIGUOUS_SHARE", "AMBIGUOUS_WINDING", "Verification", "boundary_edg
 #: and above which it is a coarse likeness the user is warned about.
 MAX_CHAMFER = 0.08
 WARN_CHAMFER = 0.01
+#: A separate part of the source (a connected component of its faces, at least MIN_PART_POINTS of
+#: the surface points) whose points lie on average farther than this (unit-sphere frame, plus
+#: the shell's offset) from the coarse mesh is missing from the result: a warning names it (issue
+#: 18: parts lost or merged away must not be silent; the Chamfer distance averages them out).
+MISSING_PART = 0.02
+MIN_PART_POINTS = 20
+#: How far on either side of a surface point the source's inside is looked up to tell the solid's
+#: boundary from a buried surface (unit-sphere frame).
+BOUNDARY_STEP = 0.005
 #: Samples per surface for the coarse Chamfer estimate.
 CHAMFER_SAMPLES = 10_000
 #: For a shell, the coarse mesh has at least this many cells across the shell's full thickness 2t
@@ -136,7 +146,7 @@ def verify(implicit, mesh: Mesh, *, seed: int = 0, shell_thickness: float | None
     sd = SignedDistance(V_net, mesh.F) if t_net is None else ShellDistance(V_net, mesh.F, t_net)
 
     uniform = uniform_ball(POINTS, rng, implicit.bound_radius).astype(np.float64)
-    S, _ = sample_surface(V_net, mesh.F, POINTS, rng)
+    S, face_ids = sample_surface(V_net, mesh.F, POINTS, rng)
     near = S + rng.normal(0.0, NEAR_SIGMA, S.shape)
     near = near[np.linalg.norm(near, axis=1) < implicit.bound_radius]
     ambiguous = ambiguous_share(sd, near, SIGN_MARGIN) if open_edges else 0.0
@@ -169,6 +179,9 @@ def verify(implicit, mesh: Mesh, *, seed: int = 0, shell_thickness: float | None
     result.has_surface = True
     d = surface_distances(mesh, r.V, r.F, n=CHAMFER_SAMPLES, seed=seed)
     result.chamfer = d.chamfer_l1
+    result.warnings += _missing_parts(mesh, S, face_ids, r, implicit,
+                                      MISSING_PART + (shell_thickness or 0.0),
+                                      None if shell_thickness is not None else sd)
 
     shell = shell_thickness is not None
     soft = result.warnings if result.open_input and not shell else result.problems
@@ -192,6 +205,41 @@ def verify(implicit, mesh: Mesh, *, seed: int = 0, shell_thickness: float | None
                                   f"{100 * ambiguous:.0f}% of the points near it are neither clearly "
                                   "inside nor outside: a signed distance describes it only roughly")
     return result
+
+
+def _missing_parts(mesh: Mesh, S: np.ndarray, face_ids: np.ndarray, remeshed, implicit,
+                   limit: float, sd: SignedDistance | None) -> list:
+    """Warnings for separate parts of the source that the result lacks: for each connected
+    component of the source's faces, the mean distance of its surface points S (network frame) to
+    the coarse mesh ``remeshed`` (mesh frame), in the unit-sphere frame, against ``limit``.
+
+    With ``sd`` (the source's signed distance; None for a shell) only points on the boundary of the
+    source's solid count: a shell inside another part, or the part of a surface buried in an
+    overlapping one, has no place in a signed distance and is not missing."""
+    n, labels = face_components(mesh.F)
+    if n < 2:
+        return []
+    T = implicit.transform
+    if sd is not None:
+        a, b, c = (sd.V[mesh.F[face_ids, k]] for k in range(3))
+        normal = np.cross(b - a, c - a)
+        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
+        step = BOUNDARY_STEP * implicit.scale / _unit_scale(mesh)
+        boundary = sd.inside(S + step * normal) != sd.inside(S - step * normal)
+        S, face_ids = S[boundary], face_ids[boundary]
+    V_net = remeshed.V @ T[:3, :3].T + T[:3, 3]
+    dist = SignedDistance(V_net, remeshed.F).unsigned(S) / implicit.scale * _unit_scale(mesh)
+    part = labels[face_ids]
+    counts = np.bincount(part, minlength=n)
+    means = np.bincount(part, weights=dist, minlength=n) / np.maximum(counts, 1)
+    missing = np.nonzero((counts >= MIN_PART_POINTS) & (means > limit))[0]
+    if not len(missing):
+        return []
+    worst = missing[np.argmax(counts[missing])]
+    return [f"{len(missing)} of the source's {n} separate parts are missing from the result "
+            f"(the largest, {format_fraction(counts[worst] / len(S))} of the surface, lies "
+            f"{format_fraction(means[worst])} of the size away): small or close parts were "
+            "lost or merged (more epochs, a larger network or more samples help)"]
 
 
 def _unit_scale(mesh: Mesh) -> float:

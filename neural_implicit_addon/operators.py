@@ -441,8 +441,10 @@ class OBJECT_OT_neural_implicit_remesh(JobOperator, bpy.types.Operator):
             except InputError as exc:
                 self.report({'ERROR'}, str(exc))
                 continue
-            for message in surface.warnings:
-                self.report({'WARNING'}, message)
+            from .core.remesh import gap_warning
+            for message in [*surface.warnings, gap_warning(surface.shape, self.resolution)]:
+                if message:
+                    self.report({'WARNING'}, message)
             tasks.append(_remesh_task(obj.name, surface, self.resolution))
         return jobs.Job("Remeshing", tasks) if tasks else None
 

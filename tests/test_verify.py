@@ -142,3 +142,20 @@ def test_single_open_triangle_becomes_a_checked_thin_shell():
 def test_both_size_modes_at_once_are_refused(ball):
     with pytest.raises(InputError, match="give one of them"):
         convert_checked(ball[1], TINY, target_error=0.003, budget_bytes=30_000)
+
+
+def test_a_part_the_network_lacks_is_named(ball):
+    """Two separate spheres as the source, a network of only the first: the second part's points
+    lie far from the result, and the check says so (the Chamfer distance averages it away)."""
+    net, big = ball
+    V2, F2 = icosphere(2, 0.12)
+    two = mesh_from_arrays(np.concatenate([big.V, V2 + [0.75, 0.0, 0.0]]),
+                           np.concatenate([big.F, F2 + len(big.V)]))
+    v = verify(net, two)
+    assert v.has_surface
+    missing = [w for w in v.warnings if "separate parts are missing" in w]
+    assert len(missing) == 1 and missing[0].startswith("1 of the source's 2 separate parts")
+    assert not any("separate parts" in w for w in verify(net, big).warnings)   # one part
+    both = mesh_from_arrays(np.concatenate([big.V, V2 * 2 + [0.0, 0.0, 0.2]]),
+                            np.concatenate([big.F, F2 + len(big.V)]))    # the second inside
+    assert not any("separate parts" in w for w in verify(net, both).warnings)

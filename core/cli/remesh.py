@@ -2,7 +2,7 @@
 
 from ..outputs import check_output
 from .flags import add_resolution_argument
-from .output import emit, progress_bar
+from .output import emit, progress_bar, warn
 
 NAME = "remesh"
 HELP = "extract a triangle mesh with marching cubes"
@@ -25,6 +25,7 @@ def run(args) -> int:
     with progress_bar(args) as bar:
         r = remesh(imp, resolution=args.resolution, progress=bar)
     write_mesh_file(args.output, r.V, r.F)
+    warn(r.stats["warnings"])
     d = {"output": args.output, "vertices": int(len(r.V)), "faces": int(len(r.F)), **r.stats}
     emit(args, d, [f"wrote {args.output}: {len(r.V):,} vertices, {len(r.F):,} faces in "
                    f"{r.stats['seconds']:.2f}s ({r.stats['evaluations']:,} network evaluations, "
