@@ -114,6 +114,8 @@ def bunny_seed_rows(out):
 
 
 def equal_bytes_seeds(out):
+    if not bunny_seed_rows(out):
+        raise FileNotFoundError("no equal_bytes run of bunny.off")
     rows = []
     for seed, r in bunny_seed_rows(out):
         i, q = r["implicit"], r["qslim"]
@@ -154,17 +156,27 @@ def sizing(out):
 
 
 def headline(out):
-    """The page's summary: a few figures from the other blocks' JSON, so none is typed by hand."""
+    """The page's summary of accuracy at default settings (section 3's JSON)."""
     lines = []
     try:
         a = _load(out, "accuracy.json")["summary"]
-        lines.append(f"* **Accuracy at default settings** (8 × 32, 30 epochs): "
+        from core.settings import ConversionSettings
+        d = ConversionSettings()
+        lines.append(f"* **Accuracy at default settings** ({d.layers} × {d.hidden}, {d.epochs} epochs): "
                      f"{100 * a['share_below_0.003']:.0f} % of the {a['meshes'] - a['failed']} real meshes "
                      f"below the paper's 0.003 surface error (paper: {100 * a['paper']['share_below_0.003']:.0f} % "
                      f"of Thingi10K), median {a['median_surface_error']:.5f}, worst {a['worst_surface_error']:.5f} "
                      f"({a['worst_mesh']}); section 3.")
     except (FileNotFoundError, KeyError):
         pass
+    if not lines:
+        raise FileNotFoundError("no benchmark output yet")
+    return "\n".join(lines)
+
+
+def headline_bytes(out):
+    """The page's summary of the comparison at equal bytes (section 1's JSON)."""
+    lines = []
     try:
         rows, sm = _equal_rows(out)
         b = next(r for r in rows if r["mesh"] == "bunny.off")
@@ -231,10 +243,11 @@ def core_targets(out):
             b = budget.get(r["mesh"], {})
             cells.append([r["mesh"], f"{r['paper_surface_error']:.5f}", f"{r['surface_error']:.5f}",
                           "ours" if r["surface_error"] < r["paper_surface_error"] else "**paper**",
-                          f"{b['surface_error']:.5f}" if b else "-",
+                          *([f"{b['surface_error']:.5f}" if b else "-"] if budget else []),
                           f"{psize:,}", f"{r['bytes']:,}", f"{r['seconds_total']:.0f}"])
         parts.append(format_table(["mesh", "paper's network: surface error", "ours, default", "lower",
-                                   "ours, budget mode 30,000 B", "paper's file bytes", "our file bytes",
+                                   *(["ours, budget mode 30,000 B"] if budget else []),
+                                   "paper's file bytes", "our file bytes",
                                    "our seconds (default, 1 thread)"], cells))
     try:
         r = _load(out, "convert_679615_idle.json")[0]
@@ -353,6 +366,7 @@ GENERATORS = {
     "step_rate": _simple("time_to_accuracy", "step_rate.json", "step_table"),
     "budget_recipe": _simple("budget_recipe", "budget_recipe.json"),
     "sizing": sizing, "extraction": extraction, "headline": headline,
+    "headline_bytes": headline_bytes,
     "core_targets": core_targets, "gpu_check": gpu_check,
 }
 
