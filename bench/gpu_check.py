@@ -82,11 +82,11 @@ MODES = {
     "full": {"settings": {}, "stack_settings": STACK_RECIPE, "resolution": 256,
              "metric_samples": 100_000, "stacks": (16, 128), "stacks_per_run": 2,
              "gpu_size": (1920, 1080), "gpu_frames": 10, "numpy_size": (480, 270), "numpy_frames": 2,
-             "child_timeout": 150.0},
+             "child_timeout": 150.0, "budget_recipe": None},
     "quick": {"settings": QUICK, "stack_settings": QUICK, "resolution": 48,
               "metric_samples": 5_000, "stacks": (2,), "stacks_per_run": 1,
               "gpu_size": (64, 36), "gpu_frames": 2, "numpy_size": (48, 27), "numpy_frames": 1,
-              "child_timeout": 60.0},
+              "child_timeout": 60.0, "budget_recipe": {**QUICK, "epochs": 2}},
 }
 
 
@@ -407,7 +407,12 @@ def step_budget(ctx: Context, cancel, rec, report) -> dict:
 
     mesh = load_mesh(str(ctx.mesh_path))
     rec.update(mesh=ctx.mesh_path.name, budget_bytes=BUDGET_BYTES)
-    result = convert_checked(mesh, ctx.settings(), budget_bytes=BUDGET_BYTES, cancel=cancel)
+    if ctx.m["budget_recipe"] is None:
+        result = convert_checked(mesh, ctx.settings(), budget_bytes=BUDGET_BYTES, cancel=cancel)
+    else:            # --quick: budget mode's own recipe samples 1M points, far too slow for it
+        from core.budget import convert_to_budget
+        result = convert_to_budget(mesh, BUDGET_BYTES, ctx.settings(), cancel=cancel,
+                                   recipe=ctx.m["budget_recipe"])
     rec.update(conversion_figures(result), storage=result.implicit.metadata["budget"]["storage"])
     report.write()
     return surface_figures(result.implicit, mesh, ctx)
@@ -490,7 +495,6 @@ def step_stacked(ctx: Context, cancel, rec, report) -> dict:
 def viewport_child(h5: str, size: str, frames: int) -> int:
     """In a child process: Blender's GPU context, then bench/render.py's shader timing; prints one
     JSON line. A child because bpy without a display may crash the process instead of raising."""
-    import numpy as np
     from bench.render import bench_gpu, parse_size
     from bench.gpu_context import addon_modules, start_blender
 

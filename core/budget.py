@@ -123,28 +123,33 @@ def plan(budget_bytes: int, storage: str = STORAGE, depth: int = DEPTH,
     return arch
 
 
-def epochs_for(arch: Architecture) -> int:
-    """Epochs for a budget-mode network (see REFERENCE_BUDGET)."""
-    e = RECIPE["epochs"] * np.sqrt(plan(REFERENCE_BUDGET).parameters / max(arch.parameters, 1))
+def epochs_for(arch: Architecture, base: int | None = None) -> int:
+    """Epochs for a budget-mode network (see REFERENCE_BUDGET); ``base`` those of the reference
+    network (default RECIPE's)."""
+    base = RECIPE["epochs"] if base is None else base
+    e = base * np.sqrt(plan(REFERENCE_BUDGET).parameters / max(arch.parameters, 1))
     return int(np.clip(round(e), MIN_EPOCHS, MAX_EPOCHS))
 
 
-def budget_settings(budget_bytes: int, settings: ConversionSettings | None = None):
+def budget_settings(budget_bytes: int, settings: ConversionSettings | None = None,
+                    recipe: dict | None = None):
     """(ConversionSettings, Refinements) of budget mode for ``budget_bytes``: the architecture from
     :func:`plan`, the storage and the recipe applied over ``settings`` (whose seed, device, threads,
-    beta and importance strength are kept)."""
+    beta and importance strength are kept). ``recipe``: changes to :data:`RECIPE` (a quick
+    plumbing test's, e.g. bench/gpu_check.py --quick); budget mode itself uses RECIPE as is."""
     from .refine import Refinements
 
     settings = (settings or ConversionSettings()).validate()
+    recipe = {**RECIPE, **(recipe or {})}
     arch = plan(budget_bytes)
     s = settings.replace(layers=arch.layers, hidden=arch.hidden, activation=arch.activation,
                          encoding_frequencies=arch.encoding_frequencies, dtype=STORAGE,
-                         **{**RECIPE, "epochs": epochs_for(arch)})
+                         **{**recipe, "epochs": epochs_for(arch, recipe["epochs"])})
     return s, Refinements(**REFINEMENTS).validate()
 
 
 def convert_to_budget(mesh, budget_bytes: int, settings: ConversionSettings | None = None,
-                      progress=None, cancel=None):
+                      progress=None, cancel=None, recipe: dict | None = None):
     """Convert ``mesh`` into the most accurate implicit whose ``weight_bytes`` fit ``budget_bytes``.
 
     Returns the same ConversionResult as core.convert.convert_mesh; ``implicit.metadata["budget"]``
@@ -154,7 +159,7 @@ def convert_to_budget(mesh, budget_bytes: int, settings: ConversionSettings | No
     from .convert import convert_mesh
 
     t0 = time.perf_counter()
-    s, refinements = budget_settings(budget_bytes, settings)
+    s, refinements = budget_settings(budget_bytes, settings, recipe)
     result = convert_mesh(mesh, s, progress, cancel, refinements=refinements)
     used = result.implicit.weight_bytes
     if used > budget_bytes:            # a bug, never the user's fault: fail loudly

@@ -16,8 +16,11 @@ import pytest
 
 PAPER = "/work/shared/paper-weights/50736_sf.h5"
 PAPER_MESH = "/work/shared/meshes/50736.stl"
+#: (Tuned with PyTorch's initialisation and no far-field samples, the defaults then: these tests
+#: exercise the plumbing; the default recipe is measured in bench/time_to_accuracy.py.)
 SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,
-             threads=1, seed=0)
+             threads=1, seed=0,
+             init="uniform", far_fraction=0.0)
 #: The issue's target: Grid to Mesh of the baked level set against core.remesh at the same lattice.
 TARGET_RATIO = 1.5
 
