@@ -10,7 +10,7 @@ import importlib
 import numpy as np
 import pytest
 
-from .scenes import add_suzanne, new_scene
+from .scenes import OLD_START, add_suzanne, new_scene
 
 #: Small but real: the network crosses zero inside Suzanne (remeshing needs that) in about 1 s.
 #: Remeshing resolution for the tests (cells per axis of the bounding cube).
@@ -269,7 +269,7 @@ def test_vertex_selection_lowers_the_error_in_the_selected_region(ni):
     errors = {'NONE': 0.0, 'SELECTION': 0.0}
     for seed in (0, 1):
         for source in ('NONE', 'SELECTION'):
-            new_scene(bpy, importance_strength=50.0, seed=seed)
+            new_scene(bpy, importance_strength=50.0, seed=seed, **OLD_START)
             src = add_suzanne(bpy)
             selected = vertices_world(src)[:, 0] > 1.0      # her right ear (29 vertices)
             src.data.vertices.foreach_set("select", selected)
