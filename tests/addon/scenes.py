@@ -20,6 +20,13 @@ def new_scene(bpy, **settings):
     return s
 
 
+def saved(bpy, tmp_path_factory, name: str) -> str:
+    """Save the open file as ``name`` in a new temporary folder; its path, for tests to reopen."""
+    path = tmp_path_factory.mktemp(name.split(".")[0]) / name
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    return str(path)
+
+
 def scene_state(bpy):
     """What the user sees of the scene's objects: (name, type, hidden), sorted."""
     return sorted((o.name, o.type, o.hide_get()) for o in bpy.data.objects)

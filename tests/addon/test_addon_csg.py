@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,
-             threads=1, seed=0)
+from .scenes import new_scene, saved
+
 #: The balls: radius and distance of the centres (scene units), as in tests/test_csg.py.
 RADIUS, DISTANCE = 0.5, 0.6
 RESOLUTION = 64
@@ -43,18 +43,13 @@ def ni(blender):
 def balls(ni, tmp_path_factory):
     """A saved .blend with two converted icospheres: A_implicit at -x, B_implicit at +x."""
     bpy = ni.bpy
-    bpy.ops.wm.read_homefile(use_empty=True)
-    s = bpy.context.scene.neural_implicit_settings
-    for key, value in SMALL.items():
-        setattr(s, key, value)
+    new_scene(bpy)
     for name, x in (("A", -DISTANCE / 2), ("B", DISTANCE / 2)):
         bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=4, radius=RADIUS, location=(x, 0, 0))
         bpy.context.active_object.name = name
     bpy.ops.object.select_all(action='SELECT')
     assert bpy.ops.object.neural_implicit_convert() == {'FINISHED'}
-    path = tmp_path_factory.mktemp("csg") / "balls.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(path))
-    return str(path)
+    return saved(bpy, tmp_path_factory, "balls.blend")
 
 
 def open_balls(ni, path):
@@ -311,7 +306,7 @@ def test_viewport_draws_the_csg_result_like_the_reference_tracer(ni, balls, gpu_
 def test_shader_csg_field_equals_numpy(ni, balls, gpu_ready):
     """The generated GLSL (clipping, every operation, a nested stack, per-leaf matrices and
     offsets) evaluates the field of core.csg: 2,000 points in and around the balls."""
-    bpy, c = ni.bpy, ni.core_csg
+    c = ni.core_csg
     a, b = open_balls(ni, balls)
     A, B = ni.bridge.implicit_from_object(a), ni.bridge.implicit_from_object(b)
     Ma, Mb = np.array(a.matrix_world), np.array(b.matrix_world)

@@ -15,7 +15,7 @@ import pytest
 
 from .test_addon_errors import FakeContext, modal_operator, run_modal
 
-from .scenes import new_scene
+from .scenes import new_scene, saved
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared")
 PAPER_ID = "50736"
@@ -116,9 +116,7 @@ def converted(ni, tmp_path_factory):
     world = implicit.matrix_world.copy()
     implicit.parent = parent
     implicit.matrix_world = world
-    path = tmp_path_factory.mktemp("menus") / "converted.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(path))
-    return str(path)
+    return saved(bpy, tmp_path_factory, "converted.blend")
 
 
 def open_converted(ni, path):

@@ -8,9 +8,9 @@ from dataclasses import fields
 
 import pytest
 
+from .scenes import new_scene
+
 #: Small but passing the result check on Suzanne (2 epochs fail it since conversions are checked).
-SETTINGS = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,
-                threads=1)
 
 
 def module(blender, name):
@@ -126,10 +126,7 @@ class FakeLayoutPanel:
 
 def test_panels_draw_for_a_mesh_and_for_an_implicit(blender):
     bpy = blender.bpy
-    bpy.ops.wm.read_homefile(use_empty=True)
-    s = bpy.context.scene.neural_implicit_settings
-    for key, value in SETTINGS.items():
-        setattr(s, key, value)
+    new_scene(bpy)
     bpy.ops.mesh.primitive_monkey_add()
     suzanne = bpy.context.active_object
     suzanne.neural_implicit.importance_source = 'SELECTION'

@@ -14,13 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .scenes import OLD_START, new_scene
+
 PAPER = "/work/shared/paper-weights/50736_sf.h5"
 PAPER_MESH = "/work/shared/meshes/50736.stl"
-#: (Tuned with PyTorch's initialisation and no far-field samples, the defaults then: these tests
-#: exercise the plumbing; the default recipe is measured in bench/time_to_accuracy.py.)
-SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,
-             threads=1, seed=0,
-             init="uniform", far_fraction=0.0)
 #: The issue's target: Grid to Mesh of the baked level set against core.remesh at the same lattice.
 TARGET_RATIO = 1.5
 
@@ -167,10 +164,7 @@ def sdf_volume_from_geometry_nodes(bpy, location, radius=0.6, voxel=0.04):
 
 def test_volume_from_geometry_nodes_converts_to_an_implicit_in_place(ni):
     bpy = ni.bpy
-    bpy.ops.wm.read_homefile(use_empty=True)
-    s = bpy.context.scene.neural_implicit_settings
-    for key, value in SMALL.items():
-        setattr(s, key, value)
+    new_scene(bpy, **OLD_START)         # its error bound was measured with the old start
     centre, radius = np.array([1.0, 2.0, -0.5]), 0.6
     vobj = sdf_volume_from_geometry_nodes(bpy, centre, radius)
     ni.bridge.make_active(bpy.context.view_layer, vobj)
