@@ -9,20 +9,16 @@ core.sizing and core.budget, which it dispatches to, so none of them imports it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 from . import budget, sizing
 from .convert import ConversionResult, convert_mesh
 from .errors import InputError
 from .mesh import Mesh
 from .progress import check, report
-from .settings import ConversionSettings
+from .settings import ConversionSettings, check_fields, described
 from .shell import trained_thickness
 from .verify import verify
-
-
-def _f(default, help, **limits):
-    return field(default=default, metadata={"help": help, **limits})
 
 
 @dataclass(frozen=True)
@@ -33,28 +29,20 @@ class SizeMode:
     Each field's metadata holds its help text and range, from which the command line's flags and
     the add-on's properties are made."""
 
-    mode: str = _f("fixed", "how the network's size is chosen",
-                   choices=("fixed", "target_error", "budget"))
-    target_error: float = _f(0.003, "error-driven sizing (paper A.2): the smallest network of a "
-                                    "ladder of sizes whose surface error (mean |f| on the surface "
-                                    "as a share of the shape's size, its centre to its farthest "
-                                    "vertex) is at most this; overrides layers and hidden. The "
-                                    "paper reports 0.003 for 93 percent of Thingi10K at 8 x 32",
-                             min=1e-5, max=0.5)
-    budget_bytes: int = _f(30_000, "budget mode: the most accurate network whose stored numbers "
-                                   "(weights, biases, scales, transform) fit in this many bytes; "
-                                   "chooses the architecture, storage and training recipe",
-                           min=1_000, max=100_000_000)
+    mode: str = described("fixed", "how the network's size is chosen",
+                          choices=("fixed", "target_error", "budget"))
+    target_error: float = described(
+        0.003, "error-driven sizing (paper A.2): the smallest network of a ladder of sizes whose "
+               "surface error (mean |f| on the surface as a share of the shape's size, its centre "
+               "to its farthest vertex) is at most this; overrides layers and hidden. The paper "
+               "reports 0.003 for 93 percent of Thingi10K at 8 x 32", min=1e-5, max=0.5)
+    budget_bytes: int = described(
+        30_000, "budget mode: the most accurate network whose stored numbers (weights, biases, "
+                "scales, transform) fit in this many bytes; chooses the architecture, storage and "
+                "training recipe", min=1_000, max=100_000_000)
 
     def __post_init__(self):
-        for f in fields(self):
-            v, m = getattr(self, f.name), f.metadata
-            if "choices" in m and v not in m["choices"]:
-                raise InputError(f"size mode must be one of {', '.join(m['choices'])}, got {v!r}")
-            if "min" in m and (isinstance(v, bool) or not isinstance(v, (int, float))
-                               or not m["min"] <= v <= m["max"]):
-                raise InputError(f"{f.name.replace('_', ' ')} must be in {m['min']:g}..{m['max']:g}, "
-                                 f"got {v!r}")
+        check_fields(self)
 
     @classmethod
     def of(cls, target_error: float | None = None, budget_bytes: int | None = None) -> "SizeMode":

@@ -193,19 +193,19 @@ class StackTrainer:
     """
 
     def __init__(self, arch, config: TrainConfig, capacity: int, device: torch.device | str = "cpu",
-                 loss_fn: LossFn = l1, quantize=None):
+                 loss_fn: LossFn = l1, quantize=None, model: Optional[StackedMLP] = None):
         if capacity < 1:
             raise InputError(f"shapes per batch must be at least 1, got {capacity}")
         self.arch, self.config, self.capacity = arch, config, capacity
         self.device = torch.device(device)
         self.loss_fn = loss_fn
         self.quantize = quantize
-        self.model = StackedMLP(arch, 0).to(self.device)
-        self._track(torch.zeros(0, dtype=torch.long), 0)
+        self.model = StackedMLP(arch, 0).to(self.device) if model is None else model
+        self._track(torch.zeros(0, dtype=torch.long), self.model.k)
         self.slots: list[Slot] = []
         self.waiting: list[Slot] = []
         self.n: Optional[int] = None
-        self.leave_when_done = True
+        self.leave_when_done = model is None
         self._steps = 0
 
     @classmethod
@@ -213,14 +213,11 @@ class StackTrainer:
                config: TrainConfig, seed: int, loss_fn: LossFn = l1, quantize=None) -> "StackTrainer":
         """A trainer of ``model``'s K networks in place, on points (K, n, 3) and targets (K, n);
         every network's batch order comes from ``seed``."""
-        self = cls.__new__(cls)
         K, n = targets.shape
-        self.arch, self.config, self.capacity = model.arch, config, K
-        self.device, self.loss_fn, self.quantize = points.device, loss_fn, quantize
-        self.model, self.n, self.waiting, self.leave_when_done, self._steps = model, n, [], False, 0
+        self = cls(model.arch, config, K, points.device, loss_fn, quantize, model=model)
+        self.n = n
         self.slots = [Slot(j, points[j], targets[j], torch.Generator(device="cpu").manual_seed(seed))
                       for j in range(K)]
-        self._track(torch.zeros(0, dtype=torch.long), K)
         return self
 
     def _track(self, keep: torch.Tensor, added: int) -> None:
