@@ -18,6 +18,7 @@ from .errors import Cancelled
 from .implicit import Implicit
 from .mesh import Mesh
 from .metrics import surface_error
+from .prefetch import sample_beside_torch
 from .progress import check, report
 from .quantize import with_storage
 from .sampling import (SampleSet, importance_sample, merge, surface_set,
@@ -125,22 +126,25 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
         on one mesh (core.sizing, core.budget) pass it to sample once.
     Raises InputError for bad settings, Cancelled when ``cancel`` is set (nothing is returned then).
     """
+    settings = (settings or ConversionSettings()).validate()
+    t0 = time.perf_counter()
+    T = mesh.normalization()
+    mesh_net = mesh.transformed(T)
+
+    if data is None:
+        rng = np.random.default_rng(settings.seed)
+        data = sample_beside_torch(
+            lambda progress, cancel: training_set(mesh_net, settings, rng, progress, cancel),
+            progress, cancel)
+    t_sampled = time.perf_counter()
+    check(cancel)
+
     import torch
 
     from .train import pick_device, use_threads
 
-    settings = (settings or ConversionSettings()).validate()
-    t0 = time.perf_counter()
     device = pick_device(settings.device)
     use_threads(settings.threads)
-    T = mesh.normalization()
-    mesh_net = mesh.transformed(T)
-    rng = np.random.default_rng(settings.seed)
-
-    if data is None:
-        data = training_set(mesh_net, settings, rng, progress, cancel)
-    t_sampled = time.perf_counter()
-    check(cancel)
 
     warnings = []
     try:
