@@ -89,10 +89,19 @@ def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Ge
     if n_surface:
         data = merge(data, surface_set(sd, n_surface, rng, settings.surface_sigma,
                                        settings.importance_strength), rng)
+    # narrow gaps between separate parts (core/gaps.py): their own generator, so a mesh without
+    # such gaps gets the same set, bit for bit, as without this step
+    from .gaps import with_gap_samples
+    data, gaps = with_gap_samples(data, sd, mesh_net, settings.gap_fraction,
+                                  np.random.default_rng([settings.seed, 3]), surface.openness,
+                                  settings.seed)
     if settings.far_fraction:
         data = with_far_field(data, sd, settings.far_fraction,
                               far_rng if far_rng is not None else np.random.default_rng([settings.seed, 2]))
     data.stats["surface"] = surface.to_dict()
+    if gaps is not None and gaps.points:
+        data.stats["gaps"] = gaps.to_dict()
+        data.stats["surface"]["gap_samples"] = gaps.points
     return data
 
 
@@ -211,19 +220,26 @@ def _train_network(mesh_net, settings, refinements, data, device, progress, canc
     return model, result, None if hook is None else hook.history[-8:]
 
 
+#: Fewest candidates drawn as a training set for resampling (ConversionSettings.samples' minimum).
+MIN_CANDIDATES = 1000
+
+
 def _resampler(mesh_net, settings, refinements, data, device, progress, cancel):
     """An ErrorResampler with its own candidate pool (same distribution as the training set)."""
     from .refine import ErrorResampler
 
-    pool_settings = settings.replace(samples=refinements.resample_pool,
-                                     pool=max(settings.pool, 2 * refinements.resample_pool))
+    # only the candidates that are not drawn on the surface come from a training set, from a
+    # uniform pool of the training set's ratio (not its size: 10M points for 200k candidates cost
+    # budget mode 10 s)
+    n_surface = int(round(refinements.resample_pool * refinements.resample_surface))
+    n_set = max(refinements.resample_pool - n_surface, MIN_CANDIDATES)
+    pool_settings = settings.replace(samples=n_set,
+                                     pool=max(n_set, round(n_set * settings.pool / settings.samples)))
     rng = np.random.default_rng([settings.seed, 1])
     report(progress, stage="sampling", fraction=0.0, message="candidates for resampling")
     pool = training_set(mesh_net, pool_settings, rng, progress, cancel, far_rng=rng)
-    n_surface = int(round(len(pool) * refinements.resample_surface))
     if n_surface:
         sd, _ = distance_for(mesh_net, settings)
         near = surface_set(sd, n_surface, rng, refinements.resample_sigma, settings.importance_strength)
-        keep = rng.choice(len(pool), len(pool) - n_surface, replace=False)
-        pool = merge(SampleSet(pool.points[keep], pool.sdf[keep], pool.stats), near, rng)
+        pool = merge(pool, near, rng)
     return ErrorResampler(data, pool, refinements, settings.epochs, rng, device)

@@ -105,7 +105,9 @@ class ErrorResampler:
         self.keep = rng.choice(n, n - self.n_new, replace=False) if self.n_new < n else np.arange(0)
         self.history: list[dict] = []
         self.last = None              # the latest (points, targets) handed to the loop
-        self._pool_points = torch.from_numpy(pool.points).to(device)
+        # only candidates inside the band can be picked, so only they are evaluated
+        self.band = np.flatnonzero(np.abs(pool.sdf) < refinements.resample_band)
+        self._band_points = torch.from_numpy(np.ascontiguousarray(pool.points[self.band])).to(device)
 
     def due(self, epoch: int) -> bool:
         r = self.r
@@ -114,28 +116,30 @@ class ErrorResampler:
 
     @torch.no_grad()
     def errors(self, model) -> np.ndarray:
-        out = np.empty(len(self.pool))
-        for s in range(0, len(self.pool), self.chunk):
-            f = model(self._pool_points[None, s:s + self.chunk])[0]
+        """|network - sdf| at the candidates inside the band (in the order of ``self.band``)."""
+        out = np.empty(len(self.band))
+        for s in range(0, len(self.band), self.chunk):
+            f = model(self._band_points[None, s:s + self.chunk])[0]
             out[s:s + self.chunk] = f.cpu().numpy()
-        return np.abs(out - self.pool.sdf)
+        return np.abs(out - self.pool.sdf[self.band])
 
     def __call__(self, epoch: int, model):
-        if not self.due(epoch) or self.n_new == 0:
+        if not self.due(epoch) or self.n_new == 0 or not len(self.band):
             return None
         err = self.errors(model)
-        w = np.where(np.abs(self.pool.sdf) < self.r.resample_band, err ** self.r.resample_power, 0.0)
+        w = err ** self.r.resample_power
         total = w.sum()
         if not total > 0:
             return None
-        pick = np.minimum(np.searchsorted(np.cumsum(w), self.rng.random(self.n_new) * total,
-                                          side="right"), len(w) - 1)
+        chosen = np.minimum(np.searchsorted(np.cumsum(w), self.rng.random(self.n_new) * total,
+                                            side="right"), len(w) - 1)
+        pick = self.band[chosen]
         P = np.concatenate([self.base.points[self.keep], self.pool.points[pick]])
         S = np.concatenate([self.base.sdf[self.keep], self.pool.sdf[pick]])
         perm = self.rng.permutation(len(P))
         self.history.append({"epoch": epoch, "pool_error_mean": float(err.mean()),
                              "pool_error_p99": float(np.percentile(err, 99)),
-                             "picked_error_mean": float(err[pick].mean())})
+                             "picked_error_mean": float(err[chosen].mean())})
         self.last = (torch.from_numpy(P[perm]).to(self.device)[None],
                      torch.from_numpy(S[perm]).to(self.device)[None])
         return self.last

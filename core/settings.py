@@ -81,6 +81,8 @@ class ConversionSettings:
                              min=0.0, max=0.5)
     surface_sigma: float = _f(0.01, "standard deviation of the near-surface samples, network units",
                               min=0.0, max=0.5)
+    gap_fraction: float = _f(0.0, "share of the training set drawn in narrow gaps between separate "
+                                  "parts (0 = off; core/gaps.py)", min=0.0, max=0.5)
     importance_strength: float = _f(10.0, "how much painted vertex weights raise sampling density "
                                          "(w *= 1 + strength * weight)", min=0.0, max=1000.0)
     # open input (core/shell.py, docs/open-geometry.md)

@@ -20,6 +20,10 @@ Open input whose inside is ambiguous (sheets, petals, triangle soup: boundary ed
 with a winding number far from 0 and 1; core/openness.py) has no well-defined inside, so there only
 "no surface" and non-finite values are failures; everything else becomes a warning the user sees.
 
+Separate parts are checked too (warnings, not failures): a part of the source the coarse mesh
+lacks, and neighbouring parts the network joins across the gap between them
+(core.gaps.joined_parts), which merge in every mesh made from it.
+
 A network trained as a shell (core/shell.py) has a well-defined inside again, the points within its
 half thickness t of the sheet: the sign is compared with that, the coarse mesh is fine enough to
 resolve the shell, and since the shell's surface lies t from the sheet on both sides its Chamfer
@@ -130,8 +134,9 @@ def verify(implicit, mesh: Mesh, *, seed: int = 0, shell_thickness: float | None
         for networks trained on the signed distance.
     Never raises for a bad network: every failure is a problem in the returned record.
     """
-    from .remesh import remesh
+    from .gaps import joined_parts
     from .metrics import surface_distances
+    from .remesh import remesh
 
     if shell_thickness is None:
         shell_thickness = trained_thickness(implicit)
@@ -182,6 +187,10 @@ def verify(implicit, mesh: Mesh, *, seed: int = 0, shell_thickness: float | None
     result.warnings += _missing_parts(mesh, S, face_ids, r, implicit,
                                       MISSING_PART + (shell_thickness or 0.0),
                                       None if shell_thickness is not None else sd)
+    if shell_thickness is None:      # a shell's offset bridges gaps under 2t by design
+        joined = joined_parts(implicit, mesh, seed)
+        if joined is not None and joined["warning"]:
+            result.warnings.append(joined["warning"])
 
     shell = shell_thickness is not None
     soft = result.warnings if result.open_input and not shell else result.problems

@@ -609,6 +609,15 @@ def replace_with_mesh(view_layer, obj, V: np.ndarray, F: np.ndarray, keep_origin
     return mesh_obj
 
 
+def property_column(layout):
+    """A column laid out as Blender's Properties editor lays out settings: labels on the left,
+    values on the right, no keyframe decorators (the settings are not animatable)."""
+    col = layout.column()
+    col.use_property_split = True
+    col.use_property_decorate = False
+    return col
+
+
 def tag_view3d_redraw(context, kinds=frozenset({'VIEW_3D'})) -> None:
     """Ask every area of ``kinds`` (by default the 3D views) to redraw, after a change that their
     drawing reads (the draw handler, a panel)."""

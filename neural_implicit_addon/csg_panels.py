@@ -66,9 +66,7 @@ def draw_entry(layout, obj, index: int, entry) -> None:
     buttons.menu(NI_MT_csg_entry.bl_idname, text="", icon='DOWNARROW_HLT')
     buttons.operator(OBJECT_OT_neural_implicit_csg_remove.bl_idname, text="", icon='X',
                      emboss=False).index = index
-    col = box.column()
-    col.use_property_split = True
-    col.use_property_decorate = False
+    col = bridge.property_column(box)
     col.active = entry.show
     col.prop(entry, "operation")
     if entry.operation in SMOOTH:

@@ -50,9 +50,7 @@ class IMPORT_SCENE_OT_neural_implicit(bpy.types.Operator, ImportHelper):
                     "origin")
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
+        layout = bridge.property_column(self.layout)
         layout.prop(self, "link")
         layout.prop_search(self, "reference", bpy.data, "objects", icon='MESH_DATA')
 

@@ -316,9 +316,7 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
         return cls.poll_job()
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
+        layout = bridge.property_column(self.layout)
         draw_conversion_options(layout.column(), self)
         header, body = layout.panel("NI_convert_advanced", default_closed=True)
         header.label(text="Advanced")

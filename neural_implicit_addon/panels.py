@@ -43,9 +43,7 @@ class NI_PT_convert(NeuralPanel, bpy.types.Panel):
         layout = self.layout
         settings = context.scene.neural_implicit_settings
         running = draw_job(layout)
-        col = layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
+        col = bridge.property_column(layout)
         col.enabled = not running
         draw_conversion_options(col, settings)
         meshes = [o for o in context.selected_objects if o.type == 'MESH']
@@ -70,9 +68,7 @@ class NI_PT_convert_advanced(NeuralPanel, bpy.types.Panel):
 
     def draw(self, context):
         settings = context.scene.neural_implicit_settings
-        col = self.layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
+        col = bridge.property_column(self.layout)
         col.enabled = jobs.active() is None
         draw_advanced_options(col, settings)
 
@@ -90,9 +86,7 @@ class NI_PT_importance(NeuralPanel, bpy.types.Panel):
         layout = self.layout
         obj = context.active_object
         props = obj.neural_implicit
-        col = layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
+        col = bridge.property_column(layout)
         col.prop(props, "importance_source")
         if props.importance_source == 'VERTEX_GROUP':
             col.prop_search(props, "importance_group", obj, "vertex_groups", text="Group")
@@ -228,9 +222,7 @@ class NI_PT_viewport(NeuralPanel, bpy.types.Panel):
 
     def draw(self, context):
         settings = context.scene.neural_implicit_settings
-        col = self.layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
+        col = bridge.property_column(self.layout)
         col.prop(settings, "viewport_resolution_scale")
         col.prop(settings, "viewport_max_steps")
         col.prop(settings, "viewport_epsilon")

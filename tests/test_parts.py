@@ -64,3 +64,97 @@ def test_a_remesh_too_coarse_for_the_gap_warns():
     assert gap_warning(r.implicit, need) is None and gap_warning(r.implicit, need - 1) is not None
     one = convert_checked(mesh_from_arrays(*box([0, 0, 0], [1, 1, 1])), SMALL, attempts=1)
     assert remesh(one.implicit, 32).stats["warnings"] == []
+
+
+# ---------------------------------------------------------------- gap samples (core/gaps.py)
+
+def _training_set(mesh, **changes):
+    from core.convert import training_set
+
+    m = mesh.transformed(mesh.normalization())
+    return training_set(m, SMALL.replace(**changes), np.random.default_rng(0))
+
+
+def test_gap_samples_fill_the_gap_and_keep_the_set_size():
+    mesh = boxes(0.01)
+    with_gaps = _training_set(mesh, gap_fraction=0.1)
+    without = _training_set(mesh, gap_fraction=0.0)
+    assert len(with_gaps) == len(without) == SMALL.samples
+    info = with_gaps.stats["gaps"]
+    assert info["points"] == round(0.1 * SMALL.samples) and info["parts"] == 3
+    assert with_gaps.stats["surface"]["gap_samples"] == info["points"]
+    assert "gaps" not in without.stats
+    # points strictly between two cubes (outside both, nearer than the gap to each) are far more
+    # frequent with gap samples: the network sees the gap
+    _, _, scale = network_frame(mesh)
+    T = mesh.normalization()
+
+    def in_gap(data):
+        X = (data.points.astype(np.float64) - T[:3, 3]) / scale        # back to the mesh frame
+        x = X[:, 0]
+        between = ((x > 1) & (x < 1.01)) | ((x > 2.01) & (x < 2.02))
+        return int((between & (np.abs(X[:, 1:] - 0.5) < 0.5).all(1)).sum())
+
+    assert in_gap(with_gaps) > 3 * max(in_gap(without), 1)
+    # and their targets are exact: positive in the gap, below half of it
+    X = (with_gaps.points.astype(np.float64) - T[:3, 3]) / scale
+    mid = (np.abs(X[:, 0] - 1.005) < 0.002) & (np.abs(X[:, 1:] - 0.5) < 0.4).all(1)
+    assert mid.any() and (with_gaps.sdf[mid] > 0).all()
+    assert (with_gaps.sdf[mid] <= 0.0051 * scale).all()
+
+
+def test_one_part_and_far_apart_parts_get_no_gap_samples():
+    one = mesh_from_arrays(*box([0, 0, 0], [1, 1, 1]))
+    a, b = _training_set(one, gap_fraction=0.1), _training_set(one, gap_fraction=0.0)
+    assert "gaps" not in a.stats
+    assert np.array_equal(a.points, b.points) and np.array_equal(a.sdf, b.sdf)
+    far = boxes(0.5)                                # a gap of half a cube: no extra samples needed
+    a, b = _training_set(far, gap_fraction=0.1), _training_set(far, gap_fraction=0.0)
+    assert "gaps" not in a.stats and np.array_equal(a.points, b.points)
+
+
+def test_the_resolution_for_a_gap_is_the_one_the_warning_accepts():
+    from types import SimpleNamespace
+
+    from core.gaps import resolution_for, resolution_for_gap
+
+    for gap in (0.0045, 0.009, 0.02, 0.1):
+        shape = SimpleNamespace(metadata={"surface": {"openness": {"finest_gap": gap}}})
+        need = resolution_for(shape, 256)
+        assert need >= 256 and gap_warning(shape, need) is None
+        if need > 256:
+            assert gap_warning(shape, need - 1) is not None
+    assert resolution_for_gap(None, 300) == 300
+    assert resolution_for(SimpleNamespace(metadata={}), 128) == 128
+    assert resolution_for_gap(1e-6, 256) == 2048                     # capped at MAX_RESOLUTION
+
+
+class _ExactField:
+    """A stand-in network: the exact signed distance of a mesh (mesh frame)."""
+
+    def __init__(self, mesh):
+        from core.sampling import SignedDistance
+
+        self.sd = SignedDistance(mesh.V, mesh.F)
+
+    def evaluate_mesh_frame(self, P):
+        return self.sd.signed(P).astype(np.float32)
+
+
+def test_a_network_that_joins_parts_is_reported():
+    from core.gaps import joined_parts
+
+    mesh = boxes(0.02)
+    apart = joined_parts(_ExactField(mesh), mesh)
+    assert apart["parts"] == 3 and apart["pairs"] == 2
+    assert apart["joined"] == [] and apart["warning"] is None
+    bridged = joined_parts(_ExactField(mesh_from_arrays(*box([0, 0, 0], [3.04, 1, 1]))), mesh)
+    assert len(bridged["joined"]) == 2 and "joins 2 of 2 pairs" in bridged["warning"]
+    assert joined_parts(_ExactField(mesh), mesh_from_arrays(*box([0, 0, 0], [1, 1, 1]))) is None
+
+
+def test_the_check_reports_parts_the_network_joins():
+    """Three cubes 0.5 % of their size apart, small settings: the network bridges the gaps, and the
+    conversion's check says so instead of passing silently."""
+    r = convert_checked(boxes(0.005), SMALL)
+    assert any("joins" in w and "neighbouring separate parts" in w for w in r.verification.warnings)
