@@ -120,3 +120,36 @@ def trained_thickness(implicit) -> float | None:
     if isinstance(s, dict) and s.get("mode") == "shell" and isinstance(s.get("thickness"), (int, float)):
         return float(s["thickness"])
     return None
+
+
+#: Newton steps that move a shell's vertices onto its sheet (:func:`sheet_of`).
+SHEET_STEPS = 1
+
+
+def sheet_of(implicit, V: np.ndarray, F: np.ndarray, steps: int = SHEET_STEPS):
+    """The sheet a shell network was trained around, from a mesh of its shell (mesh frame): each
+    vertex moved along the network's gradient to where the network is -t, i.e. onto the sheet.
+
+    Why: a shell's surface lies t from its sheet on both sides, so as a stand-in for an open source
+    it is off by t everywhere (its Chamfer distance to the source is about t). Where the source is
+    a sheet (a leaf, a plane, cloth), collapsing the shell gives the sheet itself, a two-sided
+    surface (both layers of the shell land on it), within the network's own error of the source.
+    The rim around the sheet's boundary lands on the boundary. Returns (V, F) with F unchanged;
+    raises InputError for a network not trained as a shell.
+    """
+    from .errors import InputError
+
+    thickness = trained_thickness(implicit)
+    if thickness is None:
+        raise InputError("only a network trained as a shell (surface mode shell) has a sheet to "
+                         "collapse onto; this one was trained on the signed distance")
+    t = thickness * MESH_RADIUS                       # the half thickness in the network frame
+    X = implicit.to_network(np.asarray(V, np.float64)).astype(np.float64)
+    for _ in range(steps):
+        f = implicit.evaluate(X).astype(np.float64)
+        g = implicit.gradient(X).astype(np.float64)
+        g2 = np.maximum((g * g).sum(1), 0.25)         # |grad| ~ 1; no huge steps where it fades
+        move = ((f + t) / g2)[:, None] * g
+        length = np.linalg.norm(move, axis=1, keepdims=True)
+        X -= move * np.minimum(1.0, 1.5 * t / np.maximum(length, 1e-300))   # at most 1.5 t a step
+    return implicit.to_mesh(X), F

@@ -382,10 +382,15 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
 
 # ============================================================================ remesh
 
-def _remesh_task(name: str, surface: "bridge.Surface", resolution: int):
+def _remesh_task(name: str, surface: "bridge.Surface", resolution: int, sheet: bool = False):
+    """``sheet``: the shape is a network trained as a shell; the mesh is its sheet (core.shell)."""
     def run(progress, cancel):
         from .core.remesh import remesh
-        return remesh(surface.shape, resolution, progress=progress, cancel=cancel)
+        result = remesh(surface.shape, resolution, progress=progress, cancel=cancel)
+        if sheet:
+            from .core.shell import sheet_of
+            result.V = sheet_of(surface.shape, result.V, result.F)[0]
+        return result
 
     return jobs.Task(name, run, {"in_world": surface.in_world})
 
@@ -419,12 +424,19 @@ class OBJECT_OT_neural_implicit_remesh(JobOperator, bpy.types.Operator):
                                                "bounding cube")
     keep_original: BoolProperty(name="Keep Original", default=False,
                                 description=KEEP_ORIGINAL_DESCRIPTION)
+    sheet: BoolProperty(name="Sheet", default=False,
+                        description="For an implicit converted in shell mode (open input): the open "
+                                    "sheet it was trained around, both sides of the shell moved onto "
+                                    "it, instead of the closed shell")
 
     @classmethod
     def poll(cls, context):
         return cls.poll_job()
 
     def make_job(self, context):
+        from .core.remesh import gap_warning
+        from .core.shell import trained_thickness
+
         targets = [o for o in context.selected_objects if bridge.is_implicit(o)]
         active = context.active_object
         if bridge.is_implicit(active) and active not in targets:
@@ -439,11 +451,15 @@ class OBJECT_OT_neural_implicit_remesh(JobOperator, bpy.types.Operator):
             except InputError as exc:
                 self.report({'ERROR'}, str(exc))
                 continue
-            from .core.remesh import gap_warning
-            for message in [*surface.warnings, gap_warning(surface.shape, self.resolution)]:
+            sheet = self.sheet and not surface.in_world and trained_thickness(surface.shape) is not None
+            messages = [*surface.warnings, gap_warning(surface.shape, self.resolution)]
+            if self.sheet and not sheet:
+                messages.append(f"{obj.name} is not a single network trained as a shell, so it has no "
+                                "sheet: remeshed as its closed surface")
+            for message in messages:
                 if message:
                     self.report({'WARNING'}, message)
-            tasks.append(_remesh_task(obj.name, surface, self.resolution))
+            tasks.append(_remesh_task(obj.name, surface, self.resolution, sheet))
         return jobs.Job("Remeshing", tasks) if tasks else None
 
     def apply(self, context, task, result):

@@ -16,7 +16,7 @@ from core.openness import boundary_edge_count, component_count, detect
 from core.remesh import remesh
 from core.sampling import SignedDistance, importance_sample
 from core.settings import ConversionSettings
-from core.shell import ShellDistance, trained_thickness
+from core.shell import ShellDistance, sheet_of, trained_thickness
 from core.verify import verify
 from helpers import ROOT, icosphere
 
@@ -79,6 +79,9 @@ def test_sheets_convert_to_a_checked_shell_in_auto_mode(make):
     assert boundary_edge_count(r.F) == 0                       # a closed shell, not a sheet
     d = surface_distances(mesh, r.V, r.F, n=20_000)
     assert d.chamfer_l1 < 2 * T, d
+    V, F = sheet_of(result.implicit, r.V, r.F)                 # remesh --sheet
+    sheet = surface_distances(mesh, V, F, n=20_000)
+    assert np.array_equal(F, r.F) and sheet.chamfer_l1 < d.chamfer_l1 - T / 2, (sheet, d)  # offset gone
 
 
 def test_closed_mesh_in_auto_mode_is_bit_identical_to_closed():
@@ -89,6 +92,8 @@ def test_closed_mesh_in_auto_mode_is_bit_identical_to_closed():
     assert auto.implicit.metadata["surface"]["mode"] == "closed"
     assert all(np.array_equal(a, b) for a, b in zip(auto.implicit.weights, closed.implicit.weights))
     assert all(np.array_equal(a, b) for a, b in zip(auto.implicit.biases, closed.implicit.biases))
+    with pytest.raises(InputError, match="trained as a shell"):
+        sheet_of(closed.implicit, V, F)                        # no sheet inside a closed shape
 
 
 def test_the_shell_check_fails_an_inverted_shell_that_the_closed_check_only_warns_about():
@@ -129,3 +134,12 @@ def test_cli_flags(tmp_path):
     d = json.loads(run.stdout)
     assert d["surface"]["mode"] == "shell" and d["surface"]["thickness"] == 0.02
     assert "open input: 16 boundary edges" in run.stderr and "using shell mode" in run.stderr
+    for extra in ([], ["--sheet"]):
+        obj = tmp_path / f"plane{len(extra)}.obj"
+        run = subprocess.run([sys.executable, "-m", "core", "remesh", str(out), "-o", str(obj),
+                              "--resolution", "64", *extra], cwd=ROOT, capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 0, run.stderr
+    z = [[abs(float(line.split()[3])) for line in open(tmp_path / f"plane{n}.obj") if line.startswith("v ")]
+         for n in (0, 1)]
+    assert np.mean(z[1]) < 0.5 * np.mean(z[0])                 # the sheet lies in the plane z = 0

@@ -13,18 +13,23 @@ def arguments(c) -> None:
     c.add_argument("-o", "--output", required=True, help="output mesh (.obj, .off, .ply, .stl)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing mesh file (never the input)")
     add_resolution_argument(c, "marching cubes cells per axis of the network's bounding cube")
+    c.add_argument("--sheet", action="store_true",
+                   help="for a network trained as a shell: the open sheet it was trained around "
+                        "(the shell's two sides moved onto it) instead of the closed shell")
 
 
 def run(args) -> int:
     from ..fileformat import load
     from ..mesh_io import write_mesh_file
     from ..remesh import remesh
+    from ..shell import sheet_of
 
     check_output(args.output, [args.file], kind="mesh", overwrite=args.overwrite)
     imp = load(args.file)
     with progress_bar(args) as bar:
         r = remesh(imp, resolution=args.resolution, progress=bar)
-    write_mesh_file(args.output, r.V, r.F)
+    V = sheet_of(imp, r.V, r.F)[0] if args.sheet else r.V
+    write_mesh_file(args.output, V, r.F)
     warn(r.stats["warnings"])
     d = {"output": args.output, "vertices": int(len(r.V)), "faces": int(len(r.F)), **r.stats}
     emit(args, d, [f"wrote {args.output}: {len(r.V):,} vertices, {len(r.F):,} faces in "

@@ -334,3 +334,35 @@ def test_target_error_and_byte_budget_modes(ni):
     assert bpy.ops.object.neural_implicit_convert() == {'FINISHED'}
     implicit = ni.bridge.implicit_from_object(bpy.data.objects["Suzanne_implicit"])
     assert implicit.weight_bytes <= 6_000 and implicit.metadata["budget"]["budget_bytes"] == 6_000
+
+
+def test_remesh_a_shell_as_its_sheet(ni, tmp_path):
+    """An open plane converted in shell mode (core, tiny settings) and imported: Convert to Mesh
+    with Sheet gives the plane itself; without it, the closed shell around the plane."""
+    bpy = ni.bpy
+    new_scene(bpy)
+    checked = importlib.import_module(ni.core_convert.__name__.replace(".convert", ".checked"))
+    g = np.linspace(0.0, 1.0, 7)
+    X, Y = np.meshgrid(g, g, indexing="ij")
+    V = np.stack([X.ravel(), Y.ravel(), np.zeros(X.size)], 1)
+    i = (np.arange(6)[:, None] * 7 + np.arange(6)[None]).ravel()
+    F = np.concatenate([np.stack([i, i + 7, i + 1], 1), np.stack([i + 1, i + 7, i + 8], 1)])
+    settings = ni.core_settings.ConversionSettings(layers=3, hidden=32, samples=30_000, pool=200_000,
+                                                    epochs=5, lr=0.01, batch_size=512, threads=1,
+                                                    shell_thickness=0.02)
+    r = checked.convert_checked(ni.core_mesh.mesh_from_arrays(V, F, name="plane"), settings, attempts=1)
+    assert r.implicit.metadata["surface"]["mode"] == "shell"
+    path = tmp_path / "plane.h5"
+    ni.core_fileformat.save(r.implicit, path)
+    assert bpy.ops.import_scene.neural_implicit(filepath=str(path)) == {'FINISHED'}
+    implicit = bpy.context.active_object
+    spread = {}
+    for sheet in (False, True):
+        bpy.ops.object.select_all(action='DESELECT')
+        implicit.select_set(True)
+        bpy.context.view_layer.objects.active = implicit
+        assert bpy.ops.object.neural_implicit_remesh(resolution=48, keep_original=True,
+                                                     sheet=sheet) == {'FINISHED'}
+        z = vertices_world(bpy.context.active_object)[:, 2]
+        spread[sheet] = float(np.median(np.abs(z - np.median(z))))
+    assert spread[True] < 0.5 * spread[False], spread        # the shell's two sides lie on the plane
