@@ -1,19 +1,30 @@
-"""Benchmark of sparse remeshing: seconds and network evaluations, sparse vs dense.
+"""Benchmark of sparse remeshing: seconds and network evaluations, against a previous implementation.
 
 Usage::
 
-    python -m bench.remesh [shape.h5] [--resolutions 128 256] [--save-h5 out.h5]
+    python -m bench.remesh [shape.h5] [--resolutions 128 256 512] [--runs 3] [--reference HEAD]
 
 With no file, an 8 x 32 network is trained quickly on ``shared/meshes/spot.obj`` (small settings,
-well under 30 s on 2 CPU cores; the fit is rough but the field is a realistic trained network). At the
-lowest resolution the dense grid is also meshed, timed and compared with the sparse result, which
-must be identical.
+well under 30 s on 2 CPU cores; the fit is rough but the field is a realistic trained network).
+
+For each resolution: the median of ``--runs`` wall-clock seconds of ``core.remesh.remesh`` (and of
+the process's CPU seconds, less disturbed by other processes on a shared machine), the network
+evaluations, and the same for the previous implementation, ``core/remesh.py`` and
+``core/marching_cubes.py`` as committed at ``--reference`` (read with ``git show``, run in this
+process on the same network, alternating with the current one), with the ratio and whether both
+meshes are the same. At the lowest resolution the dense grid is also meshed and compared with the
+sparse result, which must be identical. The load average is printed: on a busy machine the seconds
+are not comparable with an idle one's, the ratio still is.
+
+Run it with one thread (``OMP_NUM_THREADS=1``): that is the figure the remesher is held to.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import subprocess
 import sys
 import time
 
@@ -51,10 +62,53 @@ def train_spot(seed: int = 0):
     return model.to_implicit(transform=T), result
 
 
+def previous_remesh(rev: str):
+    """``remesh`` of ``core/remesh.py`` at git revision ``rev``, with that revision's
+    ``core/marching_cubes.py``, loaded as private modules of the ``core`` package; None (with the
+    reason printed) outside a git checkout or when the revision lacks them."""
+    sources = {}
+    for name in ("marching_cubes", "remesh"):
+        try:
+            sources[name] = subprocess.run(
+                ["git", "show", f"{rev}:core/{name}.py"], cwd=ROOT, capture_output=True,
+                text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"no reference: cannot read core/{name}.py at {rev} ({e})")
+            return None
+    sources["remesh"] = sources["remesh"].replace("from .marching_cubes import",
+                                                  "from ._previous_marching_cubes import")
+    modules = {}
+    for name in ("marching_cubes", "remesh"):
+        full = f"core._previous_{name}"
+        spec = importlib.util.spec_from_loader(full, loader=None)
+        module = importlib.util.module_from_spec(spec)
+        module.__package__ = "core"
+        sys.modules[full] = module
+        exec(compile(sources[name], f"{rev}:core/{name}.py", "exec"), module.__dict__)
+        modules[name] = module
+    return modules["remesh"].remesh
+
+
+def timed(fn, *args, **kwargs):
+    """(result, wall seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def same_mesh(a, b) -> bool:
+    return (np.array_equal(a.F, b.F) and a.V.shape == b.V.shape
+            and np.allclose(a.V, b.V, rtol=0, atol=1e-9))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("h5", nargs="?", help="a .h5 network (default: train one on spot.obj)")
-    ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
+    ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 256, 512])
+    ap.add_argument("--runs", type=int, default=3, help="runs per resolution (median reported)")
+    ap.add_argument("--reference", default="HEAD",
+                    help="git revision of the previous implementation to compare with")
+    ap.add_argument("--no-reference", action="store_true", help="time the current code only")
     ap.add_argument("--save-h5", help="save the quickly trained network here")
     ap.add_argument("--no-dense", action="store_true", help="skip the dense comparison")
     args = ap.parse_args(argv)
@@ -71,25 +125,39 @@ def main(argv=None) -> int:
         if args.save_h5:
             from core.fileformat import save
             save(implicit, args.save_h5)
+    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"load average at start {os.getloadavg()[0]:.2f}")
+    previous = None if args.no_reference else previous_remesh(args.reference)
 
     n = 200_000
     Q = np.random.default_rng(0).uniform(-1, 1, (n, 3))
     t = time.perf_counter()
     implicit.evaluate(Q)
     rate = n / (time.perf_counter() - t)
-    print(f"numpy evaluation: {rate / 1e6:.2f} M points/s")
+    print(f"numpy evaluation (Implicit.evaluate): {rate / 1e6:.2f} M points/s")
 
+    remesh(implicit, min(args.resolutions))                # warm up (imports, caches)
     for i, R in enumerate(args.resolutions):
-        r = remesh(implicit, R)
+        new, old = [], []
+        for _ in range(args.runs):                          # alternate: both see the same load
+            r, wall, cpu = timed(remesh, implicit, R)
+            new.append((wall, cpu))
+            if previous is not None:
+                p, wall, cpu = timed(previous, implicit, R)
+                old.append((wall, cpu))
+        wall, cpu = np.median(new, axis=0)
         s = r.stats
-        print(f"R={R:5d}  sparse {s['seconds']:6.2f} s  evaluations {s['evaluations']:>11,} of "
-              f"{s['dense_evaluations']:>11,} dense  ({s['evaluation_fraction']:.1%}, "
-              f"{1 / s['evaluation_fraction']:.1f}x fewer)  {s['vertices']:,} V  {s['faces']:,} F")
+        line = (f"R={R:5d}  {wall:6.3f} s (CPU {cpu:6.3f} s)  evaluations {s['evaluations']:>10,} "
+                f"({s['evaluation_fraction']:.1%} of dense)  {s['vertices']:,} V  {s['faces']:,} F")
+        if previous is not None:
+            old_wall, old_cpu = np.median(old, axis=0)
+            line += (f"\n         previous ({args.reference}) {old_wall:6.3f} s (CPU {old_cpu:6.3f} s)"
+                     f"  evaluations {p.stats['evaluations']:>10,}  ratio {old_wall / wall:.2f}x "
+                     f"(CPU {old_cpu / cpu:.2f}x)  same mesh: {same_mesh(r, p)}")
+        print(line + f"\n         load average {os.getloadavg()[0]:.2f}", flush=True)
         if i == 0 and not args.no_dense:
-            d = remesh(implicit, R, dense=True)
-            same = (np.array_equal(d.F, r.F) and d.V.shape == r.V.shape
-                    and np.allclose(d.V, r.V, atol=1e-9))
-            print(f"R={R:5d}  dense  {d.stats['seconds']:6.2f} s  sparse == dense: {same}")
+            d, wall, _ = timed(remesh, implicit, R, dense=True)
+            print(f"R={R:5d}  dense  {wall:6.2f} s  sparse == dense: {same_mesh(d, r)}")
     return 0
 
 

@@ -373,8 +373,8 @@ def case_index(corner_values: np.ndarray) -> np.ndarray:
 
     corner_values : (c, 8) values at the cells' corners in ``CORNERS`` order. Returns (c,) int64.
     """
-    inside = np.asarray(corner_values) < 0
-    return inside.astype(np.int64) @ (1 << np.arange(8, dtype=np.int64))
+    inside = np.asarray(corner_values).reshape(-1, 8) < 0
+    return np.packbits(inside, axis=1, bitorder="little").reshape(-1).astype(np.int64)
 
 
 def triangulate_cells(cells: np.ndarray, corner_values: np.ndarray, shape
@@ -403,18 +403,20 @@ def triangulate_cells(cells: np.ndarray, corner_values: np.ndarray, shape
         raise InputError(f"cells and corner_values must have the same length, got {len(cells)} "
                          f"and {len(values)}")
     nx, ny, nz = (int(s) for s in shape)
-    tri = _TRI[case_index(values)]                              # (c, 5, 3) local edge numbers
-    cell_of, slot = np.nonzero(tri[:, :, 0] >= 0)               # by cell, then table order
+    case = case_index(values)
+    counts = TRIANGLES_PER_CASE[case]
+    cell_of = np.repeat(np.arange(len(case)), counts)           # by cell, then table order
     if len(cell_of) == 0:
         return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
-    E = tri[cell_of, slot]                                      # (m, 3)
+    slot = np.arange(len(cell_of)) - np.repeat(np.cumsum(counts) - counts, counts)
+    E = _TRI[case[cell_of], slot]                               # (m, 3) local edge numbers
     corner_id = CORNERS @ np.array([ny * nz, nz, 1], dtype=np.int64)   # point index offset per corner
     cell_id = cells @ np.array([ny * nz, nz, 1], dtype=np.int64)
     edge_id = (cell_id[cell_of][:, None] + corner_id[_LOWER[E]]) * 3 + _AXIS[E]
-    uid, first, inverse = np.unique(edge_id.ravel(), return_index=True, return_inverse=True)
-    F = inverse.reshape(-1, 3).astype(np.int64)
+    uid, first, inverse = unique_keys(edge_id.ravel())
+    F = inverse.reshape(-1, 3)
     # crossing on each distinct edge, from any one cell that holds it (all agree)
-    owner = cell_of.repeat(3)[first]
+    owner = cell_of[first // 3]
     local = E.ravel()[first]
     f0 = values[owner, _LOWER[local]]
     f1 = values[owner, _UPPER[local]]
@@ -423,6 +425,37 @@ def triangulate_cells(cells: np.ndarray, corner_values: np.ndarray, shape
     V = np.stack(np.unravel_index(point, (nx, ny, nz)), axis=1).astype(np.float64)
     V[np.arange(len(V)), axis] += t
     return V, F
+
+
+def argsort_keys(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative int64 keys (m,), about twice as fast as
+    numpy's unstable argsort: each key is packed with its index into one int64 (key in the high bits)
+    and the packed values sorted, which numpy does with SIMD; ties come out in index order. Falls
+    back to numpy's stable argsort when key and index do not fit in 63 bits together."""
+    keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+    m = len(keys)
+    if m == 0:
+        return np.zeros(0, dtype=np.int64)
+    bits = max(1, int(m - 1).bit_length())
+    if int(keys.max()).bit_length() + bits > 63 or int(keys.min()) < 0:
+        return np.argsort(keys, kind="stable")
+    packed = (keys << bits) | np.arange(m, dtype=np.int64)
+    packed.sort()
+    return packed & ((1 << bits) - 1)
+
+
+def unique_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_index=True, return_inverse=True)`` for non-negative int64 keys (the
+    index of each key's first occurrence), with :func:`argsort_keys`'s faster sort."""
+    keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+    order = argsort_keys(keys)
+    ordered = keys[order]
+    new = np.empty(len(keys), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(keys), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], order[new], inverse
 
 
 def grid_cells(values: np.ndarray, crossed_only: bool = True, max_bytes: int | None = None

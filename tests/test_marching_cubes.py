@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from core.errors import InputError
-from core.marching_cubes import (CORNERS, EDGE_TABLE, EDGES, TRI_TABLE, grid_cells, marching_cubes,
-                                 triangulate_cells)
+from core.marching_cubes import (CORNERS, EDGE_TABLE, EDGES, TRI_TABLE, argsort_keys, case_index,
+                                 grid_cells, marching_cubes, triangulate_cells, unique_keys)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -167,3 +167,21 @@ def test_bad_input_and_empty_level_set_raise():
         marching_cubes(np.ones((4, 4, 4)))
     with pytest.raises(InputError, match="no surface"):
         marching_cubes(-np.ones((4, 4, 4)))
+
+
+# ----------------------------------------------------------------------------- sorting keys
+@pytest.mark.parametrize("high", [10, 1 << 40, (1 << 62) - 1])      # the last does not pack: fallback
+def test_key_sorts_equal_numpys(high):
+    keys = np.random.default_rng(0).integers(0, high, 5000)
+    np.testing.assert_array_equal(argsort_keys(keys), np.argsort(keys, kind="stable"))
+    for got, want in zip(unique_keys(keys), np.unique(keys, return_index=True, return_inverse=True)):
+        np.testing.assert_array_equal(got, want)
+    assert len(argsort_keys(np.zeros(0, np.int64))) == 0
+
+
+def test_case_index_sets_bit_k_for_inside_corner_k():
+    values = np.where(np.random.default_rng(1).random((300, 8)) < 0.5, -1.0, 1.0)
+    want = (values < 0).astype(np.int64) @ (1 << np.arange(8))
+    got = case_index(values)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)

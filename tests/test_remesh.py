@@ -11,7 +11,7 @@ from core.errors import Cancelled, InputError
 from core.implicit import Architecture, Implicit
 from core.mesh_io import read_mesh_file, write_mesh_file
 from core.progress import CancelToken
-from core.remesh import COARSE_RESOLUTION, remesh
+from core.remesh import COARSE_RESOLUTION, SURFACE_SAFETY, remesh
 
 from helpers import ROOT
 
@@ -133,6 +133,78 @@ def test_trained_sphere_is_closed_outward_and_close_to_the_sphere(sphere_net):
     s = r.stats
     assert s["vertices"] == len(V) and s["faces"] == len(F) and s["seconds"] >= 0
     assert 0 < s["evaluations"] < s["dense_evaluations"]
+
+
+def capsule_on_sphere(X):
+    """A sphere with a thin tube along x (radius 0.03, under half a cell at 32^3) centred on a line of
+    fine grid points that no point of the coarser lattice touches: the tube's cells lie in cells of
+    the last level's parents that the surface does not cross."""
+    X = np.asarray(X, dtype=np.float64)
+    a, b = np.array([0.0, 0.0625, 0.0625]), np.array([0.8, 0.0625, 0.0625])
+    t = np.clip((X - a) @ (b - a) / ((b - a) @ (b - a)), 0, 1)
+    tube = np.linalg.norm(X - (a + t[:, None] * (b - a)), axis=1) - 0.03
+    return np.minimum(np.linalg.norm(X, axis=1) - 0.5, tube)
+
+
+def test_thin_tube_found_by_the_last_levels_test_or_by_following_the_surface():
+    """The last levels split only cells that may hold a crossed cell for a slope of
+    SURFACE_SAFETY: with the exact distance the test finds the thin tube; three times steeper it
+    does not, and following the surface from the sphere (``flooded_cells``) does. Either way the
+    mesh is the dense grid's, closed, tube included."""
+    for slope in (1.0, 3.0):
+        f = Analytic(lambda X, slope=slope: slope * capsule_on_sphere(X))
+        sparse = remesh(f, 32)
+        assert (sparse.stats["flooded_cells"] > 0) == (slope > SURFACE_SAFETY)
+        assert_same_mesh(sparse, remesh(f, 32, dense=True))
+        assert closed_and_oriented(sparse.V, sparse.F)
+        assert sparse.V[:, 0].max() > 0.75                  # the tube's far end is there
+
+
+def test_separate_thin_plate_between_coarser_grid_points_equals_dense():
+    """A plate thinner than a cell, apart from the sphere and between the points of the last
+    level's parents (no parent crossed, nothing to follow it from): found by the test alone."""
+    def f(X):
+        X = np.asarray(X, dtype=np.float64)
+        q = np.abs(X - [0.45, 0.0, 0.0625]) - [0.25, 0.25, 0.02]        # box SDF
+        plate = np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(1), 0)
+        return np.minimum(np.linalg.norm(X - [-0.45, 0, 0], axis=1) - 0.3, plate)
+    sparse = remesh(Analytic(f), 32)
+    assert_same_mesh(sparse, remesh(Analytic(f), 32, dense=True))
+    assert (sparse.V[:, 0] > 0.3).any() and closed_and_oriented(sparse.V, sparse.F)
+
+
+def test_fast_evaluator_equals_implicit_evaluate():
+    """The remesher's evaluator: bit for bit ``Implicit.evaluate`` on batches of whole row blocks,
+    within 1e-6 on any batch, and a point's value independent of the batch it is evaluated in."""
+    from core.remesh_eval import ROW_BLOCK, fast_evaluator
+
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-1.2, 1.2, (20 * ROW_BLOCK + 17, 3))
+    for arch in (Architecture(8, 32), Architecture(3, 16), Architecture(2, 24, "sine", 2),
+                 Architecture(3, 40, encoding_frequencies=1)):
+        W = [rng.normal(size=s).astype(np.float32) / np.sqrt(s[1]) for s in arch.layer_shapes()]
+        b = [rng.normal(size=s[0]).astype(np.float32) * 0.1 for s in arch.layer_shapes()]
+        imp = Implicit(arch, W, b)
+        fast = fast_evaluator(imp)
+        whole = fast.evaluate(X, 1000)
+        assert whole.dtype == np.float32 and whole.shape == (len(X),)
+        m = 10 * ROW_BLOCK
+        np.testing.assert_array_equal(fast.evaluate(X[:m], 4096), imp.evaluate(X[:m]))
+        np.testing.assert_allclose(whole, imp.evaluate(X), rtol=0, atol=1e-6)
+        for s, e in ((0, 1), (5, 12), (100, 100 + ROW_BLOCK + 3)):
+            np.testing.assert_array_equal(fast.evaluate(X[s:e], 65536), whole[s:e])
+
+
+def test_fast_evaluator_leaves_overflow_and_other_fields_to_their_own_evaluate():
+    from hostile import networks
+
+    from core.remesh_eval import fast_evaluator
+
+    assert fast_evaluator(Analytic(sphere_sdf)) is None
+    huge = networks.overflow_relu()
+    fast = fast_evaluator(huge)
+    assert not fast.safe_for(1.0)                            # the weights' bound passes float32's
+    assert np.isnan(fast.evaluate(np.zeros((3, 3)), 100)).all()
 
 
 # ----------------------------------------------------------------------------- frames
