@@ -78,19 +78,28 @@ def facing_points(V: np.ndarray, F: np.ndarray, labels: np.ndarray, parts: int, 
                   n: int, rng: np.random.Generator):
     """Surface points that face another part: of ``n`` area-uniform surface points, those nearer
     than ``reach`` to a part other than their own. Returns the points (k, 3) and, for each, the
-    closest point of the nearest other part (k, 3). One distance tree per part; a part's tree is
-    queried only with the other parts' points inside its bounding box grown by ``reach``."""
+    closest point of the nearest other part (k, 3) (:func:`nearest_other_part`)."""
+    S, fid = sample_surface(V, F, n, rng)
+    best, other, _ = nearest_other_part(V, F, labels, parts, S, labels[fid], reach)
+    keep = (best < reach) & (best > TOUCHING)
+    return S[keep], other[keep]
+
+
+def nearest_other_part(V, F, labels, parts: int, S, own, reach: float):
+    """For surface points S (k, 3) of parts ``own`` (k,): the distance to the nearest other part
+    within ``reach`` (inf beyond), its closest point there and that part's label (-1 when none).
+    One distance tree per part, queried only with the points inside its bounding box grown by
+    ``reach``."""
     import igl
 
-    S, fid = sample_surface(V, F, n, rng)
-    part = labels[fid]
-    best = np.full(n, np.inf)
+    best = np.full(len(S), np.inf)
     other = np.zeros_like(S)
+    other_part = np.full(len(S), -1)
     for k in range(parts):
         faces = F[labels == k]
         Vk = V[np.unique(faces)]
         lo, hi = Vk.min(0) - reach, Vk.max(0) + reach
-        q = np.nonzero((part != k) & (S >= lo).all(1) & (S <= hi).all(1))[0]
+        q = np.nonzero((own != k) & (S >= lo).all(1) & (S <= hi).all(1))[0]
         if not len(q):
             continue
         tree = igl.AABB()
@@ -98,10 +107,8 @@ def facing_points(V: np.ndarray, F: np.ndarray, labels: np.ndarray, parts: int, 
         sq, _, C = tree.squared_distance(V, faces, np.ascontiguousarray(S[q]))
         d = np.sqrt(np.maximum(sq, 0.0))
         nearer = d < best[q]
-        best[q[nearer]] = d[nearer]
-        other[q[nearer]] = C[nearer]
-    keep = (best < reach) & (best > TOUCHING)
-    return S[keep], other[keep]
+        best[q[nearer]], other[q[nearer]], other_part[q[nearer]] = d[nearer], C[nearer], k
+    return best, other, other_part
 
 
 def gap_samples(sd: SignedDistance, labels: np.ndarray, parts: int, gap: float, n: int,
@@ -185,24 +192,7 @@ def joined_parts(implicit, mesh, seed: int = 0) -> dict | None:
     rng = np.random.default_rng([seed, 13])
     S, fid = sample_surface(V, F, JOINED_POINTS, rng)
     own = labels[fid]
-    best = np.full(len(S), np.inf)
-    other = np.zeros_like(S)
-    other_part = np.full(len(S), -1)
-    import igl
-
-    for k in range(parts):
-        faces = F[labels == k]
-        Vk = V[np.unique(faces)]
-        lo, hi = Vk.min(0) - NARROW, Vk.max(0) + NARROW
-        q = np.nonzero((own != k) & (S >= lo).all(1) & (S <= hi).all(1))[0]
-        if not len(q):
-            continue
-        tree = igl.AABB()
-        tree.init(V, faces)
-        sq, _, C = tree.squared_distance(V, faces, np.ascontiguousarray(S[q]))
-        d = np.sqrt(np.maximum(sq, 0.0))
-        nearer = d < best[q]
-        best[q[nearer]], other[q[nearer]], other_part[q[nearer]] = d[nearer], C[nearer], k
+    best, other, other_part = nearest_other_part(V, F, labels, parts, S, own, NARROW)
     keep = (best < NARROW) & (best > TOUCHING)
     if not keep.any():
         return {"parts": parts, "pairs": 0, "joined": [], "warning": None}
