@@ -5,10 +5,11 @@
 
 Converts every mesh in ../shared/meshes (plus every mesh file or folder given) with the default
 ConversionSettings (threads=1) in this process, one at a time, and measures with
-``core.baselines.measure_implicit``: the paper's surface error, the final training loss, Chamfer L1,
-Hausdorff and p99 of the marching-cubes mesh (256^3), held-out loss and conversion time. Prints a
-table, the share of meshes under the paper's 0.003 surface error (paper: 93 % of Thingi10K, worst
-0.0097) and, with ``--plot``, histograms of surface error and final loss like the paper's Figure 5.
+``core.geometry.baselines.measure_implicit``: the paper's surface error, the final training loss,
+Chamfer L1, Hausdorff and p99 of the marching-cubes mesh (256^3), held-out loss and conversion time.
+Prints a table, the share of meshes under the paper's 0.003 surface error (paper: 93 % of Thingi10K,
+worst 0.0097) and, with ``--plot``, histograms of surface error and final loss like the paper's
+Figure 5.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ PAPER_WORST = 0.0097
 
 
 def run(path, seed):
-    from core.baselines import measure_implicit
-    from core.convert import convert_mesh
-    from core.mesh import load_mesh
-    from core.settings import ConversionSettings
+    from core.common.settings import ConversionSettings
+    from core.geometry.baselines import measure_implicit
+    from core.meshes.mesh import load_mesh
+    from core.training.convert import convert_mesh
 
     mesh = load_mesh(path)
     load = os.getloadavg()[0]

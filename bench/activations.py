@@ -6,8 +6,8 @@ Default mesh: bunny.off, 8 hidden layers. Variants, each with the default recipe
 ReLU (the paper's); ReLU with NeRF positional encoding L = 4 and L = 8; the same with 10 % of the
 training set uniform in the ball (the far_fraction setting, which pins the far field); SIREN
 (sine activations, omega_0 = 30, SIREN's initialisation) at a peak learning rate of 5e-4 (SIREN
-diverges at the ReLU rate 0.015). Measured by core.baselines.measure_implicit; "spurious" surface
-shows as a Chamfer/Hausdorff far above the surface error.
+diverges at the ReLU rate 0.015). Measured by core.geometry.baselines.measure_implicit; "spurious"
+surface shows as a Chamfer/Hausdorff far above the surface error.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def main():
     ap.add_argument("--json"); ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--log", default=os.path.join(OUT, "activations.jsonl"))
     args = ap.parse_args()
-    from core.refine import Refinements
-    from core.settings import ConversionSettings
+    from core.common.settings import ConversionSettings
+    from core.training.refine import Refinements
 
     rows, cache = [], {}
     for mesh in args.meshes:

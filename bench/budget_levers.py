@@ -3,15 +3,15 @@
     .venv/bin/python -m bench.budget_levers [MESH...] [--levers NAME...] [--json out.json] [--markdown]
 
 Default mesh: bunny.off. Each row changes one thing on the way from the default network to budget
-mode (core/budget.py): storage precision, quantisation-aware fine-tuning, depth against width at
-equal bytes, positional encoding, far-field samples, error-driven resampling (first among
+mode (core/training/budget.py): storage precision, quantisation-aware fine-tuning, depth against
+width at equal bytes, positional encoding, far-field samples, error-driven resampling (first among
 importance-sampled candidates, then within 0.05 of the surface, then with candidates on the surface
 chosen by squared error). Every network fits 30,000 bytes of weight_bytes except the first (the
 default 8 x 32 float32, 30,340 bytes). The "budget mode" row is exactly
-``core.budget.convert_to_budget(mesh, 30000)``; the two after it try budget mode with more epochs
-and with SIREN instead of ReLU + positional encoding. Measured by
-core.baselines.measure_implicit (marching cubes 256^3, unit-sphere frame); times are in-process,
-one thread, with the load average next to them.
+``core.training.budget.convert_to_budget(mesh, 30000)``; the two after it try budget mode with more
+epochs and with SIREN instead of ReLU + positional encoding. Measured by
+core.geometry.baselines.measure_implicit (marching cubes 256^3, unit-sphere frame); times are
+in-process, one thread, with the load average next to them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ FAR = {"far_fraction": 0.1}
 RESAMPLE = {"resample_every": 2, "resample_pool": 1_000_000}
 E20 = {"epochs": 20, "dtype": "int8", "far_fraction": 0.0}
 
-#: Marks a lever as budget mode itself (core.budget.budget_settings) with the given settings changes.
+#: Marks a lever as budget mode itself (core.training.budget.budget_settings) with the given
+#: settings changes.
 BUDGET = "budget mode"
 
 #: name -> (ConversionSettings changes, Refinements fields or None or BUDGET)
@@ -79,9 +80,9 @@ def main():
                     help="reuse rows of --log with the same mesh, lever, seed and budget (rows "
                          "logged before seed and budget were recorded ran with the defaults)")
     args = ap.parse_args()
-    from core.budget import budget_settings
-    from core.refine import Refinements
-    from core.settings import ConversionSettings
+    from core.common.settings import ConversionSettings
+    from core.training.budget import budget_settings
+    from core.training.refine import Refinements
 
     done = {}
     if args.resume and os.path.exists(args.log):

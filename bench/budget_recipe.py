@@ -4,11 +4,11 @@
     python -m bench.budget_recipe --mesh spot.obj --budget 15000 --json bench/out/budget_recipe.json
     python -m bench.budget_recipe --variants 'mine={"recipe": {"epochs": 12}}'
 
-Prints figures, asserts nothing. Each variant changes core.budget.RECIPE (training knobs) and
-REFINEMENTS for one conversion (core.budget.convert_to_budget on one torch thread), then remeshes
-the result at 256^3 and measures the Chamfer and Hausdorff distances to the source (unit-sphere
-frame, core.metrics). "shipped" is budget mode as it is, "previous recipe" the one it replaced, and
-the others shorter versions of that.
+Prints figures, asserts nothing. Each variant changes core.training.budget.RECIPE (training knobs)
+and REFINEMENTS for one conversion (core.training.budget.convert_to_budget on one torch thread),
+then remeshes the result at 256^3 and measures the Chamfer and Hausdorff distances to the source
+(unit-sphere frame, core.geometry.metrics). "shipped" is budget mode as it is, "previous recipe" the
+one it replaced, and the others shorter versions of that.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import json
 import os
 import time
 
-from core import budget
-from core.mesh import load_mesh
-from core.metrics import surface_distances
-from core.remesh import remesh
-from core.settings import ConversionSettings
+from core.common.settings import ConversionSettings
+from core.geometry.metrics import surface_distances
+from core.geometry.remesh import remesh
+from core.meshes.mesh import load_mesh
+from core.training import budget
 
 MESHES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir,
                       "shared", "meshes")

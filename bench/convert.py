@@ -7,7 +7,8 @@
 For each mesh it runs ``python -m core convert --json`` in a fresh process (so time and peak memory
 are those of one end-to-end conversion: load, sample, train, save), then remeshes the result at 256^3
 and, where the paper's release has a network for the same mesh (../shared/paper-weights), measures
-both surface errors the same way in the same frame (core.metrics.surface_error, unit-sphere frame).
+both surface errors the same way in the same frame (core.geometry.metrics.surface_error, unit-sphere
+frame).
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ def main():
     args = ap.parse_args()
     extra = [a for a in args.extra if a != "--"]
 
-    from core.fileformat import load
-    from core.mesh import load_mesh
-    from core.metrics import surface_error
-    from core.paper_import import load_paper_weights
-    from core.remesh import remesh
+    from core.geometry.metrics import surface_error
+    from core.geometry.remesh import remesh
+    from core.meshes.mesh import load_mesh
+    from core.representation.fileformat import load
+    from core.representation.paper_import import load_paper_weights
 
     names = args.meshes or sorted(f for f in os.listdir(args.folder)
                                   if f.lower().endswith((".obj", ".off", ".ply", ".stl")))

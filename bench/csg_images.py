@@ -7,9 +7,10 @@ Usage::
 spot.obj (the cow) and an icosphere are converted with small settings (a few minutes on 2 CPU
 cores, one torch thread; ``--cache DIR`` keeps them for the next run), the ball is placed over the
 cow's back, and ``csg-<operation>.png`` shows ``spot <operation> ball`` for each of
-core.csg.OPERATIONS, drawn by ``ImplicitRenderer.render_offscreen`` (the viewport's draw path);
-``csg-operands.png`` shows the two operands alone.
-Each image is also traced with the numpy reference (core.trace) and the agreement is printed.
+core.geometry.csg.OPERATIONS, drawn by ``ImplicitRenderer.render_offscreen`` (the viewport's draw
+path); ``csg-operands.png`` shows the two operands alone.
+Each image is also traced with the numpy reference (core.geometry.trace) and the agreement is
+printed.
 """
 
 from __future__ import annotations
@@ -36,16 +37,16 @@ BALL_COLOR = (0.35, 0.55, 0.8, 1.0)
 
 
 def convert(mesh, **settings):
-    """core.convert.convert_mesh with one torch thread and the given settings."""
-    convert_mod = importlib.import_module("neural_implicit_dev.core.convert")
-    settings_mod = importlib.import_module("neural_implicit_dev.core.settings")
+    """core.training.convert.convert_mesh with one torch thread and the given settings."""
+    convert_mod = importlib.import_module("neural_implicit_dev.core.training.convert")
+    settings_mod = importlib.import_module("neural_implicit_dev.core.common.settings")
     return convert_mod.convert_mesh(mesh, settings_mod.ConversionSettings(
         batch_size=2048, threads=1, seed=0, **settings))
 
 
 def convert_networks(ni):
     """spot.obj (8 x 32, 30 epochs) and an icosphere (4 x 32, 10 epochs), converted here."""
-    mesh_mod = importlib.import_module("neural_implicit_dev.core.mesh")
+    mesh_mod = importlib.import_module("neural_implicit_dev.core.meshes.mesh")
     spot = convert(ni.mesh.load_mesh(str(SHARED / "meshes" / "spot.obj")),
                    pool=2_000_000, samples=400_000, epochs=30)
     V, F = mesh_mod.icosphere(4)
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
 
     start_blender()
     ni = addon_modules()
-    csg = importlib.import_module("neural_implicit_dev.core.csg")
+    csg = importlib.import_module("neural_implicit_dev.core.geometry.csg")
     networks = {}
     paths = {n: os.path.join(args.cache, f"csg-{n}.h5") for n in ("spot", "ball")} if args.cache \
         else {}

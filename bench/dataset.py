@@ -6,10 +6,10 @@ Usage::
                             [--samples 100000] [--pool 1000000] [--epochs 40] [--json OUT.json]
 
 Every mesh under the folders (default ``../shared/meshes``; ``--repeat R`` lists each R times, to fill
-large stacks) is converted (1) one at a time with core.convert.convert_mesh in this process, one
-torch thread, and (2) with core.dataset.convert_dir for each stack size K in ``--ks`` (sampling
-workers beside the trainer). For each: shapes per hour and the surface-error distribution, and the
-largest per-mesh difference from (1). The recipe is the default ConversionSettings except
+large stacks) is converted (1) one at a time with core.training.convert.convert_mesh in this
+process, one torch thread, and (2) with core.dataset.convert_dir for each stack size K in ``--ks``
+(sampling workers beside the trainer). For each: shapes per hour and the surface-error distribution,
+and the largest per-mesh difference from (1). The recipe is the default ConversionSettings except
 ``--samples``/``--pool`` (default 100k/1M, a tenth of the defaults, so a CPU run takes minutes;
 sampling and training shrink alike, so their ratio holds).
 
@@ -32,8 +32,8 @@ import time
 
 import numpy as np
 
+from core.common.settings import ConversionSettings
 from core.dataset import convert_dir, find_meshes, read_manifest
-from core.settings import ConversionSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,10 +57,10 @@ def stage_inputs(folders, repeat, where):
 
 def one_at_a_time(in_dir, rels, settings, out_dir):
     """convert_mesh + save for every mesh, in order; returns (seconds, {rel: surface error})."""
-    from core.convert import convert_mesh
-    from core.errors import InputError
-    from core.fileformat import save
-    from core.mesh import load_mesh
+    from core.common.errors import InputError
+    from core.meshes.mesh import load_mesh
+    from core.representation.fileformat import save
+    from core.training.convert import convert_mesh
 
     errors = {}
     t0 = time.perf_counter()
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
 
 
 def _sampling_seconds(out, row):
-    from core.fileformat import load
+    from core.representation.fileformat import load
     return load(os.path.join(out, row["output"])).metadata["timings"]["sampling"]
 
 

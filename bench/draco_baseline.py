@@ -4,11 +4,11 @@
 
 Why a script of its own: it imports ``bpy`` (Blender as a Python module), which core must never
 need; bench/equal_bytes.py runs it in a child process. The mesh is decimated with libigl's qslim
-(as core/baselines.py) to the most faces whose Draco encoding fits ``BUDGET`` bytes (the whole mesh
-when it fits), exported as .glb with ``export_draco_mesh_compression_enable=True`` (position
-quantisation ``--bits``, compression level 6, no normals, UVs or materials), imported back, and the
-decoded vertices and faces are written to OUT.npz with ``bytes`` (the Draco bitstream: the
-bufferView that KHR_draco_mesh_compression points to, the analogue of ``weight_bytes``) and
+(as core/geometry/baselines.py) to the most faces whose Draco encoding fits ``BUDGET`` bytes (the
+whole mesh when it fits), exported as .glb with ``export_draco_mesh_compression_enable=True``
+(position quantisation ``--bits``, compression level 6, no normals, UVs or materials), imported
+back, and the decoded vertices and faces are written to OUT.npz with ``bytes`` (the Draco bitstream:
+the bufferView that KHR_draco_mesh_compression points to, the analogue of ``weight_bytes``) and
 ``glb_bytes`` (the whole file, JSON header included).
 """
 
@@ -78,8 +78,8 @@ def main():
     ap.add_argument("--bits", type=int, default=14, help="position quantisation bits (Blender's default 14)")
     args = ap.parse_args()
 
-    from core.baselines import _qslim
-    from core.mesh import load_mesh
+    from core.geometry.baselines import _qslim
+    from core.meshes.mesh import load_mesh
     import bpy
 
     mesh = load_mesh(args.mesh)

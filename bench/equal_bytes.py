@@ -6,19 +6,20 @@ classical representations of the same stored size.
 
 For each mesh (file paths, or names in ../shared/meshes; ``all`` for every shared mesh):
 
-* **implicit**: ``core.budget.convert_to_budget(mesh, budget)`` (threads=1), remeshed with marching
-  cubes at 256^3; bytes = ``Implicit.weight_bytes``. With ``--default-net`` also the default 8 x 32
-  float32 network (30,340 bytes, the paper's Figure 8 network).
+* **implicit**: ``core.training.budget.convert_to_budget(mesh, budget)`` (threads=1), remeshed with
+  marching cubes at 256^3; bytes = ``Implicit.weight_bytes``. With ``--default-net`` also the
+  default 8 x 32 float32 network (30,340 bytes, the paper's Figure 8 network).
 * **qslim**: libigl quadric decimation to the most faces whose float32 vertices + int32 faces fit
-  (``core.baselines.decimate_to_bytes``); a mesh that fits already is kept whole (lossless).
+  (``core.geometry.baselines.decimate_to_bytes``); a mesh that fits already is kept whole
+  (lossless).
 * **grid**: uniform SDF grid of the same bytes, int8 TSDF values (the strongest grid storage; the
   float32 grid of the paper is in the JSON too), meshed with marching cubes
-  (``core.baselines.sdf_grid_to_bytes``).
+  (``core.geometry.baselines.sdf_grid_to_bytes``).
 * **draco**: Blender's glTF exporter with Draco compression (14-bit positions) on the mesh, decimated
   by qslim until the Draco bitstream fits (``bench/draco_baseline.py``, needs the ``bpy`` module).
 
 Chamfer L1, Hausdorff and p99 distance to the source mesh, unit-sphere frame
-(``core.baselines.measure_mesh``). Prints a table (Markdown with ``--markdown``) and, with
+(``core.geometry.baselines.measure_mesh``). Prints a table (Markdown with ``--markdown``) and, with
 ``--renders``, writes one side-by-side PNG per mesh named in ``--render-meshes``. Appends every row to
 ``--log`` (JSONL). Timings are in-process seconds with the load average next to them.
 """
@@ -53,14 +54,15 @@ def draco(path, budget):
 
 
 def compare(path, budget, args):
-    from core.baselines import decimate_to_bytes, measure_implicit, measure_mesh, mesh_bytes, sdf_grid_to_bytes
-    from core.budget import convert_to_budget
-    from core.convert import convert_mesh
-    from core.errors import InputError
-    from core.mesh import load_mesh
-    from core.remesh import remesh
-    from core.sampling import SignedDistance
-    from core.settings import ConversionSettings
+    from core.common.errors import InputError
+    from core.common.settings import ConversionSettings
+    from core.geometry.baselines import (decimate_to_bytes, measure_implicit, measure_mesh, mesh_bytes,
+                                         sdf_grid_to_bytes)
+    from core.geometry.remesh import remesh
+    from core.meshes.mesh import load_mesh
+    from core.samples.sampling import SignedDistance
+    from core.training.budget import convert_to_budget
+    from core.training.convert import convert_mesh
 
     mesh = load_mesh(path)
     row = {"mesh": os.path.basename(path), "budget": budget,
@@ -112,7 +114,7 @@ def compare(path, budget, args):
     if "chamfer" in m:
         shapes["implicit"] = ("implicit", imp)
     if args.save:
-        from core.fileformat import save
+        from core.representation.fileformat import save
         os.makedirs(args.save, exist_ok=True)
         save(imp, os.path.join(args.save, f"{os.path.splitext(row['mesh'])[0]}-{budget}.h5"))
     if args.default_net:

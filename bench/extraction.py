@@ -21,8 +21,8 @@ import argparse
 import numpy as np
 
 
-from core.remesh import Field
-from core.sampling import SignedDistance
+from core.geometry.remesh import Field
+from core.samples.sampling import SignedDistance
 
 
 def main():
@@ -31,10 +31,10 @@ def main():
     ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 256, 512])
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
-    from core.metrics import surface_distances
-    from core.fileformat import load
-    from core.mesh import load_mesh
-    from core.remesh import remesh
+    from core.geometry.metrics import surface_distances
+    from core.geometry.remesh import remesh
+    from core.meshes.mesh import load_mesh
+    from core.representation.fileformat import load
     from bench.variants import mesh_path
 
     if len(args.pairs) % 2:
@@ -58,7 +58,7 @@ def main():
 
 class ExactField(Field):
     """The source mesh's exact signed distance on the cube and grid ``implicit`` is meshed on (its
-    network frame), output in the mesh frame: a core.remesh.Field."""
+    network frame), output in the mesh frame: a core.geometry.remesh.Field."""
 
     name, region = "the exact signed distance", "the cube"
 

@@ -13,9 +13,10 @@ survives a later step that fails, hangs or is killed.
 Steps (``--steps``; every one runs even when an earlier one failed):
 
 * ``convert``: bunny.off (``../shared/meshes`` or ``shared/meshes``; else the repository's
-  data/spot.obj) with the default settings on the device (``core.convert.convert_checked``):
-  seconds total / sampling / training, surface error, then marching cubes at 256³ and its Chamfer,
-  Hausdorff and p99 against the mesh (``core.metrics.surface_distances``);
+  data/spot.obj) with the default settings on the device
+  (``core.training.convert.convert_checked``): seconds total / sampling / training, surface error,
+  then marching cubes at 256³ and its Chamfer, Hausdorff and p99 against the mesh
+  (``core.geometry.metrics.surface_distances``);
 * ``budget``: the same in budget mode at 30,000 bytes;
 * ``stacked``: ``core.dataset.convert_dir`` on a folder of real meshes (repeated under other names
   to fill the stacks) with 16 and 128 shapes per stack: shapes per hour, converted and failed. The
@@ -23,8 +24,8 @@ Steps (``--steps``; every one runs even when an earlier one failed):
   compare directly;
 * ``viewport``: the add-on's GPU sphere tracer at 1920 x 1080 for the default 8 x 32 network (through
   bench/render.py and bench/gpu_context.py, in a child process, since a headless machine may have no
-  GPU context for Blender: then the error is recorded), and core.trace's numpy tracer at a smaller
-  size as a fallback figure.
+  GPU context for Blender: then the error is recorded), and core.geometry.trace's numpy tracer at a
+  smaller size as a fallback figure.
 
 Each step records the device name, torch and CUDA versions, its wall time, peak GPU memory and, if it
 failed, the error in one line. ``--quick`` runs tiny settings (with ``--device cpu`` it tests the
@@ -73,7 +74,8 @@ BUDGET_BYTES = 30_000
 #: convert-dir recipe: docs/datasets.md's CPU throughput table used 100,000 samples from a pool of
 #: 1,000,000 (a tenth of the defaults; sampling, which runs on the CPU, shrinks alike).
 STACK_RECIPE = {"samples": 100_000, "pool": 1_000_000}
-#: The tiny recipe of --quick: the least training that still passes core.verify on bunny.off.
+#: The tiny recipe of --quick: the least training that still passes core.conversion.verify on
+#: bunny.off.
 QUICK = {"samples": 30_000, "pool": 100_000, "epochs": 6, "batch_size": 512}
 #: Per mode: conversion settings over the defaults, remesh resolution, surface samples of the
 #: metrics, stack sizes and stacks' worth of shapes per convert-dir run (2: sampling the next stack
@@ -262,10 +264,10 @@ def gpu_peak_mb(device: str):
 
 @contextmanager
 def deadline(seconds: float):
-    """A core.progress.CancelToken that cancels itself after ``seconds``: long work (training,
-    convert-dir) polls it, so a step that runs too long ends with Cancelled instead of eating the
-    time of the steps after it."""
-    from core.progress import CancelToken
+    """A core.common.progress.CancelToken that cancels itself after ``seconds``: long work
+    (training, convert-dir) polls it, so a step that runs too long ends with Cancelled instead of
+    eating the time of the steps after it."""
+    from core.common.progress import CancelToken
 
     token = CancelToken()
     timer = threading.Timer(max(float(seconds), 0.0), token.cancel)
@@ -291,7 +293,7 @@ class Context:
         return self.end - time.monotonic()
 
     def settings(self, **extra):
-        from core.settings import ConversionSettings
+        from core.common.settings import ConversionSettings
         return ConversionSettings(device=self.device, **{**self.m["settings"], **extra})
 
 
@@ -376,8 +378,8 @@ def conversion_figures(result) -> dict:
 
 def surface_figures(implicit, mesh, ctx: Context) -> dict:
     """Marching cubes at the mode's resolution, then Chamfer / Hausdorff / p99 against the mesh."""
-    from core.metrics import surface_distances
-    from core.remesh import remesh
+    from core.geometry.metrics import surface_distances
+    from core.geometry.remesh import remesh
 
     r = remesh(implicit, resolution=ctx.m["resolution"])
     d = surface_distances(mesh, r.V, r.F, n=ctx.m["metric_samples"])
@@ -387,9 +389,9 @@ def surface_figures(implicit, mesh, ctx: Context) -> dict:
 
 
 def step_convert(ctx: Context, cancel, rec, report) -> dict:
-    from core.checked import convert_checked
-    from core.fileformat import save
-    from core.mesh import load_mesh
+    from core.conversion.checked import convert_checked
+    from core.meshes.mesh import load_mesh
+    from core.representation.fileformat import save
 
     mesh = load_mesh(str(ctx.mesh_path))
     rec["mesh"] = ctx.mesh_path.name
@@ -402,15 +404,15 @@ def step_convert(ctx: Context, cancel, rec, report) -> dict:
 
 
 def step_budget(ctx: Context, cancel, rec, report) -> dict:
-    from core.checked import convert_checked
-    from core.mesh import load_mesh
+    from core.conversion.checked import convert_checked
+    from core.meshes.mesh import load_mesh
 
     mesh = load_mesh(str(ctx.mesh_path))
     rec.update(mesh=ctx.mesh_path.name, budget_bytes=BUDGET_BYTES)
     if ctx.m["budget_recipe"] is None:
         result = convert_checked(mesh, ctx.settings(), budget_bytes=BUDGET_BYTES, cancel=cancel)
     else:            # --quick: budget mode's own recipe samples 1M points, far too slow for it
-        from core.budget import convert_to_budget
+        from core.training.budget import convert_to_budget
         result = convert_to_budget(mesh, BUDGET_BYTES, ctx.settings(), cancel=cancel,
                                    recipe=ctx.m["budget_recipe"])
     rec.update(conversion_figures(result), storage=result.implicit.metadata["budget"]["storage"])
@@ -532,11 +534,12 @@ def gpu_tracer(ctx: Context, h5: Path, seconds: float) -> dict:
 
 
 def numpy_tracer(ctx: Context, h5: Path) -> dict:
-    """core.trace's CPU tracer through bench/render.py's bench_numpy, at the mode's small size."""
+    """core.geometry.trace's CPU tracer through bench/render.py's bench_numpy, at the mode's small
+    size."""
     import types
     from bench.render import bench_numpy
-    from core import trace
-    from core.fileformat import load
+    from core.geometry import trace
+    from core.representation.fileformat import load
 
     w, h = ctx.m["numpy_size"]
     implicit = load(str(h5))
@@ -552,9 +555,9 @@ def network_for_tracing(ctx: Context, cancel, rec) -> Path:
     if ctx.network is not None and ctx.network.exists():
         rec["network"] = f"convert step ({ctx.mesh_path.name})"
         return ctx.network
-    from core.convert import convert_mesh
-    from core.fileformat import save
-    from core.mesh import load_mesh
+    from core.meshes.mesh import load_mesh
+    from core.representation.fileformat import save
+    from core.training.convert import convert_mesh
 
     result = convert_mesh(load_mesh(str(ctx.mesh_path)),
                           ctx.settings(**MODES["quick"]["settings"]), cancel=cancel)

@@ -52,8 +52,9 @@ def addon_modules() -> types.SimpleNamespace:
         pkg = types.ModuleType(PACKAGE)
         pkg.__path__ = [str(ROOT / "neural_implicit_addon"), str(ROOT)]
         sys.modules[PACKAGE] = pkg
-    names = ("viewport", "core.trace", "core.implicit", "core.mesh", "core.paper_import",
-             "core.fileformat")
+    names = ("viewport", "core.geometry.trace", "core.representation.implicit", "core.meshes.mesh",
+             "core.representation.paper_import",
+             "core.representation.fileformat")
     mods = {n.split(".")[-1]: importlib.import_module(f"{PACKAGE}.{n}") for n in names}
     return types.SimpleNamespace(**mods)
 
@@ -62,8 +63,8 @@ def install_extension(modules: tuple[str, ...], gpu: bool = False):
     """bpy with this working tree's extension built (build.py), installed and enabled in a temporary
     user folder, as a user does with Install from Disk; with ``gpu`` the GPU context is made
     (:func:`start_blender`) before the add-on's modules are imported. Returns ``(bpy, modules)``, the
-    add-on's ``modules`` (e.g. "bridge", "core.trace") by their last name. Used by scripts that
-    drive the installed extension (bench/ui_images.py, bench/volume_bridge.py)."""
+    add-on's ``modules`` (e.g. "bridge", "core.geometry.trace") by their last name. Used by scripts
+    that drive the installed extension (bench/ui_images.py, bench/volume_bridge.py)."""
     home = tempfile.mkdtemp(prefix="ni-bench-home-")
     os.environ["HOME"] = home
     os.environ["BLENDER_USER_RESOURCES"] = os.path.join(home, "blender")

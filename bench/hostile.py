@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections import defaultdict
 
-from core import jsonsafe
+from core.common import jsonsafe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

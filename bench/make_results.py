@@ -160,7 +160,7 @@ def headline(out):
     lines = []
     try:
         a = _load(out, "accuracy.json")["summary"]
-        from core.settings import ConversionSettings
+        from core.common.settings import ConversionSettings
         d = ConversionSettings()
         lines.append(f"* **Accuracy at default settings** ({d.layers} × {d.hidden}, {d.epochs} epochs): "
                      f"{100 * a['share_below_0.003']:.0f} % of the {a['meshes'] - a['failed']} real meshes "
@@ -314,7 +314,8 @@ def gpu_tables(d):
              for r in runs]))
     vp = steps.get("viewport", {})
     tracers = [(name, vp[key]) for key, name in (("gpu_tracer", "viewport shader (Blender GPU)"),
-                                                 ("numpy_tracer", "core.trace (numpy, CPU)")) if key in vp]
+                                                 ("numpy_tracer",
+                                                  "core.geometry.trace (numpy, CPU)")) if key in vp]
     if tracers:
         parts.append(format_table(
             ["tracer", "size", "ms per frame", "evaluations per s", "steps per traced pixel", "renderer"],

@@ -1,7 +1,7 @@
 """Side-by-side renders for docs/results.md: meshes and implicits through one tracer and one shading.
 
 Why one tracer for both: a comparison image is honest only if every panel is drawn the same way.
-``core.trace`` sphere-traces implicits; a triangle mesh is traced by the same code through
+``core.geometry.trace`` sphere-traces implicits; a triangle mesh is traced by the same code through
 :class:`MeshField`, its exact unsigned distance (libigl's AABB tree) presented as an implicit, so
 camera, hit test, normals (finite differences) and shading are identical in every panel.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 
-from core.sampling import SignedDistance
-from core.trace import TraceSettings, look_at, perspective, trace
+from core.geometry.trace import TraceSettings, look_at, perspective, trace
+from core.samples.sampling import SignedDistance
 
 #: Camera direction (network frame, from the shape's centre) and vertical field of view.
 EYE_DIRECTION = np.array([0.55, 0.35, 0.76])
@@ -23,8 +23,8 @@ COLOR = (0.62, 0.66, 0.72, 1.0)
 
 
 class MeshField:
-    """A triangle mesh (mesh frame) as something core.trace can trace: ``evaluate`` is the exact
-    signed distance (winding-number sign, as for training) in the network frame given by
+    """A triangle mesh (mesh frame) as something core.geometry.trace can trace: ``evaluate`` is the
+    exact signed distance (winding-number sign, as for training) in the network frame given by
     ``transform`` (the source mesh's). Signed, not unsigned, so that the finite-difference normals
     at a hit do not straddle a kink of the field."""
 

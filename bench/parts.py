@@ -5,19 +5,21 @@
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.parts cubes0.5 63451.stl --json bench/out/parts.json
 
 Cases: three unit cubes in a row whose gaps are 0.5, 1, 2 and 5 % of the shape's size (its radius,
-the unit-sphere frame's 1: the convention of core.remesh.gap_warning's message), a 3 x 3 array of
-cubes 1 % apart, a cloth-like sheet (an open, folded 40 x 40-quad square: one part, shell mode), and
-the many-part shared meshes 63451.stl (30 polyhedra) and multibody.stl (2 bodies). Each is converted
-at default settings (one torch thread, one attempt of core.checked.convert_checked, seed 0), in each
+the unit-sphere frame's 1: the convention of core.geometry.remesh.gap_warning's message), a 3 x 3
+array of cubes 1 % apart, a cloth-like sheet (an open, folded 40 x 40-quad square: one part, shell
+mode), and the many-part shared meshes 63451.stl (30 polyhedra) and multibody.stl (2 bodies). Each
+is converted at default settings (one torch thread, one attempt of
+core.conversion.checked.convert_checked, seed 0), in each
 variant: ``before`` = no gap samples (``gap_fraction=0``, the default), ``after`` = 10 % gap samples
-(``gap_fraction=0.1``, core/gaps.py).
+(``gap_fraction=0.1``, core/samples/gaps.py).
 The network is remeshed at 256^3 and 512^3; for each the connected components are counted (all of
 them, and those holding at least 0.1 % of the remesh's area, so specks do not count) against the
-source's, and the 512^3 remesh is measured against the source by core.metrics.surface_distances
-(Chamfer L1 and Hausdorff, unit-sphere frame); core.gaps.joined_parts says which neighbouring
-parts the network itself joins across their gap. Also recorded: the surface error, the check's result
-and warnings, the remesh's gap warning, the gap samples added, seconds and os.getloadavg().
-Rows are merged into the JSON file (keyed by case and variant, so runs add up).
+source's, and the 512^3 remesh is measured against the source by
+core.geometry.metrics.surface_distances (Chamfer L1 and Hausdorff, unit-sphere frame);
+core.samples.gaps.joined_parts says which neighbouring parts the network itself joins across their
+gap. Also recorded: the surface error, the check's result and warnings, the remesh's gap warning,
+the gap samples added, seconds and os.getloadavg(). Rows are merged into the JSON file (keyed by
+case and variant, so runs add up).
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ import time
 
 import numpy as np
 
-from core.checked import ConversionFailed, convert_checked
-from core.gaps import joined_parts
-from core.mesh import load_mesh, mesh_from_arrays, triangle_areas
-from core.metrics import surface_distances
-from core.openness import boundary_edge_count, face_components
-from core.remesh import remesh
-from core.settings import ConversionSettings
+from core.common.settings import ConversionSettings
+from core.conversion.checked import ConversionFailed, convert_checked
+from core.geometry.metrics import surface_distances
+from core.geometry.remesh import remesh
+from core.meshes.mesh import load_mesh, mesh_from_arrays, triangle_areas
+from core.samples.gaps import joined_parts
+from core.samples.openness import boundary_edge_count, face_components
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MESHES = os.path.normpath(os.path.join(ROOT, os.pardir, "shared", "meshes"))

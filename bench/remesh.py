@@ -7,11 +7,11 @@ Usage::
 With no file, an 8 x 32 network is trained quickly on ``shared/meshes/spot.obj`` (small settings,
 well under 30 s on 2 CPU cores; the fit is rough but the field is a realistic trained network).
 
-For each resolution: the median of ``--runs`` wall-clock seconds of ``core.remesh.remesh`` (and of
-the process's CPU seconds, less disturbed by other processes on a shared machine), the network
-evaluations, and the same for the previous implementation, ``core/remesh.py`` and
-``core/marching_cubes.py`` as committed at ``--reference`` (read with ``git show``, run in this
-process on the same network, alternating with the current one), with the ratio and whether both
+For each resolution: the median of ``--runs`` wall-clock seconds of ``core.geometry.remesh.remesh``
+(and of the process's CPU seconds, less disturbed by other processes on a shared machine), the
+network evaluations, and the same for the previous implementation, ``core/geometry/remesh.py`` and
+``core/geometry/marching_cubes.py`` as committed at ``--reference`` (read with ``git show``, run in
+this process on the same network, alternating with the current one), with the ratio and whether both
 meshes are the same. At the lowest resolution the dense grid is also meshed and compared with the
 sparse result, which must be identical. The load average is printed: on a busy machine the seconds
 are not comparable with an idle one's, the ratio still is.
@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from core.remesh import remesh
+from core.geometry.remesh import remesh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,11 +41,11 @@ def train_spot(seed: int = 0):
     """An 8 x 32 ReLU network fitted to spot.obj in a few seconds (rough, but a real trained net)."""
     import torch
 
-    from core.implicit import Architecture
-    from core.mesh import load_mesh
-    from core.model import StackedMLP
-    from core.sampling import SignedDistance, importance_sample
-    from core.train import TrainConfig, train
+    from core.meshes.mesh import load_mesh
+    from core.representation.implicit import Architecture
+    from core.samples.sampling import SignedDistance, importance_sample
+    from core.training.model import StackedMLP
+    from core.training.train import TrainConfig, train
 
     torch.set_num_threads(1)        # 2 threads on a busy 2-core machine spin-wait: ~100x slower
     torch.manual_seed(seed)
@@ -63,9 +63,9 @@ def train_spot(seed: int = 0):
 
 
 def previous_remesh(rev: str):
-    """``remesh`` of ``core/remesh.py`` at git revision ``rev``, with that revision's
-    ``core/marching_cubes.py``, loaded as private modules of the ``core`` package; None (with the
-    reason printed) outside a git checkout or when the revision lacks them."""
+    """``remesh`` of ``core/geometry/remesh.py`` at git revision ``rev``, with that revision's
+    ``core/geometry/marching_cubes.py``, loaded as private modules of the ``core`` package; None
+    (with the reason printed) outside a git checkout or when the revision lacks them."""
     sources = {}
     for name in ("marching_cubes", "remesh"):
         try:
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     if args.h5:
-        from core.fileformat import load
+        from core.representation.fileformat import load
         implicit = load(args.h5)
         print(f"network: {args.h5} ({implicit.architecture})")
     else:
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         print(f"network: 8x32 trained on spot.obj in {time.perf_counter() - t:.1f} s "
               f"(final L1 {tr.final_loss[0]:.4f})")
         if args.save_h5:
-            from core.fileformat import save
+            from core.representation.fileformat import save
             save(implicit, args.save_h5)
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"load average at start {os.getloadavg()[0]:.2f}")

@@ -6,9 +6,10 @@ Usage::
 
 Prints, per image size: milliseconds per frame, network evaluations per second and the average
 number of sphere-tracing steps per traced pixel, for the shader (through the add-on's real draw code,
-offscreen) and for ``core.trace.trace``. With no file the paper's converted "Geo lamp" (Thingi10K
-100173, the default 8 x 32 ReLU architecture) is used. GPU evaluations are counted exactly with the
-shader's step-counting variant: tracing steps plus 4 evaluations per hit for the normal.
+offscreen) and for ``core.geometry.trace.trace``. With no file the paper's converted "Geo lamp"
+(Thingi10K 100173, the default 8 x 32 ReLU architecture) is used. GPU evaluations are counted
+exactly with the shader's step-counting variant: tracing steps plus 4 evaluations per hit for the
+normal.
 
 Runs with the ``bpy`` module, from the repository root (``.venv/bin/python -m bench.render --sizes
 1920x1080``; arguments after a ``--`` also work). On a machine without a GPU, Blender

@@ -6,8 +6,9 @@ Gaussian and importance sampling at several beta, on the default 8 x 32 network.
 Default mesh: bunny.off. Every variant trains the default recipe (30 epochs, one-cycle 0.015,
 batch 4096, 1M samples, threads=1) on a differently drawn training set and is followed epoch by
 epoch (surface error on 20,000 surface points, held-out loss on the fixed beta-30 set of
-core.baselines.heldout_set). "Epochs to 0.003" is the first epoch whose surface error is at most the
-paper's threshold; "epochs to 110 %" the first within 10 % of the run's final surface error.
+core.geometry.baselines.heldout_set). "Epochs to 0.003" is the first epoch whose surface error is at
+most the paper's threshold; "epochs to 110 %" the first within 10 % of the run's final surface
+error.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main():
     ap.add_argument("--log", default=os.path.join(OUT, "sampling_ablation.jsonl"))
     ap.add_argument("--variants", nargs="*", help="names of VARIANTS to run (default all)")
     args = ap.parse_args()
-    from core.settings import ConversionSettings
+    from core.common.settings import ConversionSettings
 
     rows, cache = [], {}
     for mesh, name, changes in selected_variants(args, VARIANTS):

@@ -1,15 +1,16 @@
 """Shell mode on open geometry: Chamfer and Hausdorff of the remeshed shell, and of the sheet it
-collapses to (``remesh --sheet``, core.shell.sheet_of), against the source sheet.
+collapses to (``remesh --sheet``, core.samples.shell.sheet_of), against the source sheet.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.shell                       # default settings
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.shell --budget-bytes 30000  # budget mode, 30 kB
 
 Converts lilium.obj, soup.stl, teapot.obj (../shared/meshes) and a 20 x 20-quad plane built here in
 shell mode (``surface="shell"``, the default half thickness unless ``--thickness``), checked like
-every conversion (core.convert.convert_checked), remeshes each network at 256^3 and measures it
-against the source with core.metrics.surface_distances (unit-sphere frame). Prints a table and
-merges the rows into bench/out/shell.json (keyed by mesh and mode, so runs add up). The closed-mode
-and decimation figures to compare with are docs/results.md section 1's (docs/open-geometry.md).
+every conversion (core.training.convert.convert_checked), remeshes each network at 256^3 and
+measures it against the source with core.geometry.metrics.surface_distances (unit-sphere frame).
+Prints a table and merges the rows into bench/out/shell.json (keyed by mesh and mode, so runs add
+up). The closed-mode and decimation figures to compare with are docs/results.md section 1's
+(docs/open-geometry.md).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import time
 
 import numpy as np
 
-from core.checked import ConversionFailed, convert_checked
-from core.mesh import load_mesh, mesh_from_arrays
-from core.metrics import surface_distances
-from core.openness import boundary_edge_count
-from core.remesh import remesh
-from core.settings import ConversionSettings
-from core.shell import sheet_of
+from core.common.settings import ConversionSettings
+from core.conversion.checked import ConversionFailed, convert_checked
+from core.geometry.metrics import surface_distances
+from core.geometry.remesh import remesh
+from core.meshes.mesh import load_mesh, mesh_from_arrays
+from core.samples.openness import boundary_edge_count
+from core.samples.shell import sheet_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

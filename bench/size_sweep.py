@@ -5,10 +5,10 @@ time over a grid of network shapes, everything else at the defaults.
         [--json out.json] [--plot out.png] [--markdown]
 
 Default mesh: bunny.off. Each shape is converted in this process with ConversionSettings(layers,
-hidden, threads=1) and measured by core.baselines.measure_implicit. ``eval_us_per_point`` is numpy
-evaluation (the path used by remeshing, tracing and Blender), microseconds per point, best of three
-over 200,000 points. ``bytes`` is weight_bytes at the default float32 storage. Times are in-process
-and single-threaded; the load average at the start of each run is recorded next to them.
+hidden, threads=1) and measured by core.geometry.baselines.measure_implicit. ``eval_us_per_point``
+is numpy evaluation (the path used by remeshing, tracing and Blender), microseconds per point, best
+of three over 200,000 points. ``bytes`` is weight_bytes at the default float32 storage. Times are
+in-process and single-threaded; the load average at the start of each run is recorded next to them.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def remeasure_eval(args):
     """Re-time ``eval_us_per_point`` of every row of ``args.json`` with nothing else running."""
     import numpy as np
 
-    from core.implicit import Architecture, Implicit
+    from core.representation.implicit import Architecture, Implicit
     from bench.variants import evaluation_cost
 
     with open(args.json) as fh:
@@ -98,7 +98,7 @@ def main():
                     help="reuse rows of --log for the same mesh and shape (an interrupted run continues)")
     args = ap.parse_args()
 
-    from core.settings import ConversionSettings
+    from core.common.settings import ConversionSettings
 
     if args.remeasure_eval:
         remeasure_eval(args)

@@ -6,19 +6,19 @@
     python -m bench.time_to_accuracy --json bench/out/time_to_accuracy.json --plot docs/images/x.png
 
 Prints figures, asserts nothing. For each mesh and recipe it draws the training set
-(core.convert.training_set), trains (core.train.train) and after every epoch measures, with the
-clock stopped: the surface error (mean |f| at 10^5 surface points), the Chamfer distance of a
-128^3 remesh to the source, and the sign agreement with the winding number at 10^5 uniform points
-(all in the unit-sphere frame). Seconds are sampling plus training, on ``--threads`` torch threads;
-it reports the seconds to reach surface error 0.003 and to get within 10 % of the recipe's final
-Chamfer. Recipes are ConversionSettings changes over today's defaults; "paper" is the recipe the
-defaults were before issue 15 (PyTorch's initialisation, 30 epochs of 1M samples from a 10M pool,
-batch 4096, peak lr 0.015); "default, uniform init" is today's recipe from PyTorch's
+(core.training.convert.training_set), trains (core.training.train.train) and after every epoch
+measures, with the clock stopped: the surface error (mean |f| at 10^5 surface points), the Chamfer
+distance of a 128^3 remesh to the source, and the sign agreement with the winding number at 10^5
+uniform points (all in the unit-sphere frame). Seconds are sampling plus training, on ``--threads``
+torch threads; it reports the seconds to reach surface error 0.003 and to get within 10 % of the
+recipe's final Chamfer. Recipes are ConversionSettings changes over today's defaults; "paper" is the
+recipe the defaults were before issue 15 (PyTorch's initialisation, 30 epochs of 1M samples from a
+10M pool, batch 4096, peak lr 0.015); "default, uniform init" is today's recipe from PyTorch's
 initialisation instead of the sphere; "default, no far samples" without its 2 % of uniform
 far-field samples.
 
 --step-rate compares one training step by autograd with torch.optim.Adam (the baseline, run first
-in the same process) with core.backprop's hand-written step, on random data.
+in the same process) with core.training.backprop's hand-written step, on random data.
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ CHAMFER_RESOLUTION = 128
 
 
 def measure(implicit, mesh, Q, inside) -> dict:
-    from core.metrics import surface_distances, surface_error
-    from core.remesh import remesh
+    from core.geometry.metrics import surface_distances, surface_error
+    from core.geometry.remesh import remesh
 
-    from core.errors import InputError
+    from core.common.errors import InputError
 
     err = surface_error(implicit, mesh)
     try:
@@ -69,12 +69,12 @@ def measure(implicit, mesh, Q, inside) -> dict:
 def run(mesh_name: str, recipe: str, changes: dict, threads: int) -> dict:
     import torch
 
-    from core.convert import training_set
-    from core.mesh import load_mesh
-    from core.model import StackedMLP
-    from core.sampling import SignedDistance, uniform_ball
-    from core.settings import ConversionSettings
-    from core.train import TrainConfig, train, use_threads
+    from core.common.settings import ConversionSettings
+    from core.meshes.mesh import load_mesh
+    from core.samples.sampling import SignedDistance, uniform_ball
+    from core.training.convert import training_set
+    from core.training.model import StackedMLP
+    from core.training.train import TrainConfig, train, use_threads
 
     use_threads(threads)
     mesh = load_mesh(os.path.join(MESHES, mesh_name))
@@ -116,13 +116,14 @@ def run(mesh_name: str, recipe: str, changes: dict, threads: int) -> dict:
 
 
 def step_rate(threads: int, batch_sizes=(1024, 4096), seconds: float = 3.0) -> list:
-    """Samples per second of one training step: autograd + torch.optim.Adam, then core.backprop."""
+    """Samples per second of one training step: autograd + torch.optim.Adam, then
+    core.training.backprop."""
     import torch
 
-    from core.backprop import FlatStack, StackAdam, l1
-    from core.implicit import Architecture
-    from core.model import StackedMLP
-    from core.train import use_threads
+    from core.representation.implicit import Architecture
+    from core.training.backprop import FlatStack, StackAdam, l1
+    from core.training.model import StackedMLP
+    from core.training.train import use_threads
 
     use_threads(threads)
     gen = torch.Generator().manual_seed(0)
@@ -156,7 +157,7 @@ def step_rate(threads: int, batch_sizes=(1024, 4096), seconds: float = 3.0) -> l
         rows.append({"batch_size": bs, "threads": threads, "autograd_samples_per_s": base,
                      "backprop_samples_per_s": mine, "ratio": mine / base})
         print(f"batch {bs:5d}, {threads} thread(s): autograd {base / 1e6:.2f} M samples/s, "
-              f"core.backprop {mine / 1e6:.2f} M samples/s ({mine / base:.2f}x)", flush=True)
+              f"core.training.backprop {mine / 1e6:.2f} M samples/s ({mine / base:.2f}x)", flush=True)
     return rows
 
 
@@ -186,7 +187,7 @@ def step_table(d: dict) -> str:
     """docs/results.md's table of a --step-rate --json output."""
     from bench.variants import format_table
     return format_table(["batch", "threads", "autograd + torch.optim.Adam (M samples/s)",
-                         "core.backprop (M samples/s)", "ratio"],
+                         "core.training.backprop (M samples/s)", "ratio"],
                         [[r["batch_size"], r["threads"], f"{r['autograd_samples_per_s'] / 1e6:.2f}",
                           f"{r['backprop_samples_per_s'] / 1e6:.2f}", f"{r['ratio']:.2f}x"]
                          for r in d["step_rate"]])

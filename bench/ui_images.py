@@ -35,7 +35,7 @@ def install_extension():
     """bpy with the extension installed (bench/gpu_context.py), its GPU context made, and the
     modules the pictures use."""
     from bench.gpu_context import install_extension as install
-    return install(("bridge", "viewport", "core.trace"), gpu=True)
+    return install(("bridge", "viewport", "core.geometry.trace"), gpu=True)
 
 
 def new_scene(bpy, **settings):

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from core.errors import InputError
+from core.common.errors import InputError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -86,18 +86,19 @@ def evaluation_cost(implicit, n: int = 200_000, repeats: int = 3) -> float:
 
 
 def run(mesh_name: str, settings, refinements=None, track: bool = False, heldout_cache=None) -> dict:
-    """Convert ``mesh_name`` with ``settings`` (and core.refine.Refinements) and measure it.
+    """Convert ``mesh_name`` with ``settings`` (and core.training.refine.Refinements) and measure
+    it.
 
     track : also follow the surface error and the held-out loss after every epoch (runs the same
-        pipeline as core.convert.convert_mesh step by step, so that the model is visible between
-        epochs; refinements are not supported then).
-    Returns a flat dict: the measures of core.baselines.measure_implicit, times, per-epoch seconds,
-    the load average when it started and, when tracking, ``curve`` (per epoch: seconds since the
-    start of training, surface error, held-out loss).
+        pipeline as core.training.convert.convert_mesh step by step, so that the model is visible
+        between epochs; refinements are not supported then).
+    Returns a flat dict: the measures of core.geometry.baselines.measure_implicit, times, per-epoch
+    seconds, the load average when it started and, when tracking, ``curve`` (per epoch: seconds
+    since the start of training, surface error, held-out loss).
     """
-    from core.baselines import heldout_set, measure_implicit
-    from core.convert import convert_mesh
-    from core.mesh import load_mesh
+    from core.geometry.baselines import heldout_set, measure_implicit
+    from core.meshes.mesh import load_mesh
+    from core.training.convert import convert_mesh
 
     mesh = load_mesh(mesh_path(mesh_name))
     if heldout_cache is not None and mesh_name in heldout_cache:
@@ -122,7 +123,7 @@ def run(mesh_name: str, settings, refinements=None, track: bool = False, heldout
     try:
         m = measure_implicit(implicit, mesh, heldout=heldout)
     except InputError as e:       # e.g. a collapsed network with no surface: a result, not a crash
-        from core.metrics import surface_error
+        from core.geometry.metrics import surface_error
         m = {"no_surface": str(e), "surface_error": surface_error(implicit, mesh),
              "chamfer": float("nan"), "hausdorff": float("nan"), "p99": float("nan"),
              "heldout_loss": float(np.abs(implicit.evaluate(heldout[0]) - heldout[1]).mean()),
@@ -135,11 +136,11 @@ def run(mesh_name: str, settings, refinements=None, track: bool = False, heldout
 def _tracked(mesh, settings, heldout):
     import torch
 
-    from core.convert import training_set
-    from core.model import StackedMLP
-    from core.quantize import with_storage
-    from core.sampling import sample_surface
-    from core.train import TrainConfig, train
+    from core.representation.quantize import with_storage
+    from core.samples.sampling import sample_surface
+    from core.training.convert import training_set
+    from core.training.model import StackedMLP
+    from core.training.train import TrainConfig, train
 
     settings = settings.validate()
     if settings.threads:
@@ -154,7 +155,7 @@ def _tracked(mesh, settings, heldout):
     S = torch.from_numpy(S.astype(np.float32))[None]
     HP = torch.from_numpy(heldout[0])[None]
     HS = torch.from_numpy(heldout[1])
-    from core.constants import MESH_RADIUS
+    from core.common.constants import MESH_RADIUS
     curve = []
 
     def hook(epoch, m):

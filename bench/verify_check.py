@@ -1,4 +1,5 @@
-"""Does the conversion's own check (core/verify.py) separate healthy networks from failures?
+"""Does the conversion's own check (core/conversion/verify.py) separate healthy networks from
+failures?
 
 Usage::
 
@@ -18,9 +19,9 @@ import argparse
 import os
 import time
 
-from core import jsonsafe
-from core.implicit import Implicit
-from core.verify import verify
+from core.common import jsonsafe
+from core.conversion.verify import verify
+from core.representation.implicit import Implicit
 from tests.hostile.networks import constant, negated
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,10 +36,10 @@ def row(mesh_name: str, kind: str, imp: Implicit, mesh) -> dict:
 
 
 def main() -> int:
-    from core.convert import convert_mesh
-    from core.mesh import load_mesh
-    from core.paper_import import load_paper_weights
-    from core.settings import ConversionSettings
+    from core.common.settings import ConversionSettings
+    from core.meshes.mesh import load_mesh
+    from core.representation.paper_import import load_paper_weights
+    from core.training.convert import convert_mesh
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--meshes", nargs="*")

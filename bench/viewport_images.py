@@ -121,10 +121,11 @@ def side_by_side(ni, renderer, name, mesh, implicit, out, size):
 
 
 def quick_spot(ni):
-    """spot.obj converted with small settings (rough but real): core.convert.convert_mesh."""
+    """spot.obj converted with small settings (rough but real):
+    core.training.convert.convert_mesh."""
     import importlib
-    convert = importlib.import_module("neural_implicit_dev.core.convert")
-    settings_mod = importlib.import_module("neural_implicit_dev.core.settings")
+    convert = importlib.import_module("neural_implicit_dev.core.training.convert")
+    settings_mod = importlib.import_module("neural_implicit_dev.core.common.settings")
     mesh = ni.mesh.load_mesh(str(SHARED / "meshes" / "spot.obj"))
     settings = settings_mod.ConversionSettings(pool=1_000_000, samples=200_000, epochs=15,
                                                batch_size=2048, threads=1, seed=0)

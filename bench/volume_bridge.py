@@ -6,11 +6,11 @@ Usage::
 
 Builds and installs the extension into a temporary user folder (as bench/ui_images.py does),
 loads a paper network (default 50736) as an implicit object, bakes it with "Bake Neural Implicit to
-Volume" at the voxel size of ``core.remesh`` at each resolution (``2 / (R * scale)``), meshes the
-volume with a Geometry Nodes modifier (Object Info -> Get Named Grid "distance" -> Grid to Mesh,
-evaluated by the depsgraph) and prints the Chamfer L1 distance (unit-sphere frame,
-core.metrics.surface_distances) of that mesh and of ``core.remesh.remesh(implicit, R)`` against the
-source mesh, and their ratio. The issue's target: ratio <= 1.5.
+Volume" at the voxel size of ``core.geometry.remesh`` at each resolution (``2 / (R * scale)``),
+meshes the volume with a Geometry Nodes modifier (Object Info -> Get Named Grid "distance" -> Grid
+to Mesh, evaluated by the depsgraph) and prints the Chamfer L1 distance (unit-sphere frame,
+core.geometry.metrics.surface_distances) of that mesh and of ``core.geometry.remesh.remesh(implicit,
+R)`` against the source mesh, and their ratio. The issue's target: ratio <= 1.5.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ SHARED = ROOT.parent / "shared"
 def install_extension():
     """bpy with the extension installed (bench/gpu_context.py) and the modules this bench uses."""
     from bench.gpu_context import install_extension as install
-    bpy, mods = install(("bridge", "volume_ops", "core.metrics", "core.remesh", "core.mesh",
-                         "core.paper_import"))
+    bpy, mods = install(("bridge", "volume_ops", "core.geometry.metrics", "core.geometry.remesh",
+                         "core.meshes.mesh",
+                         "core.representation.paper_import"))
     return bpy, vars(mods)
 
 

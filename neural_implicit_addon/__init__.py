@@ -2,12 +2,12 @@
 
 Registration only. The modules, one job each: ``properties`` (PropertyGroups), ``bridge`` (Blender
 data <-> core types, the object convention), ``jobs`` (core work off the UI thread; conversions
-train in a child process, ``core.child_process``), ``operators`` (convert, remesh), ``file_io``
-(import/export, drag and drop), ``panels`` (the sidebar's "Neural" tab), ``menus`` (entries in
-Object > Convert / Apply, the context menu, Add and File > Import / Export), ``csg_operators`` /
-``csg_panels`` (the CSG stack), ``volume_ops`` (OpenVDB volumes, registering its own operators and
-menu entries), ``preferences`` (PyTorch), ``viewport`` (the GPU draw handler). The Blender-free
-library is the subpackage ``core``. Scripting contract:
+train in a child process, ``core.conversion.child_process``), ``operators`` (convert, remesh),
+``file_io`` (import/export, drag and drop), ``panels`` (the sidebar's "Neural" tab), ``menus``
+(entries in Object > Convert / Apply, the context menu, Add and File > Import / Export),
+``csg_operators`` / ``csg_panels`` (the CSG stack), ``volume_ops`` (OpenVDB volumes, registering its
+own operators and menu entries), ``preferences`` (PyTorch), ``viewport`` (the GPU draw handler). The
+Blender-free library is the subpackage ``core``. Scripting contract:
 ``Object.neural_implicit`` (``is_implicit``, ``csg``), ``Scene.neural_implicit_settings``,
 ``bpy.ops.object.neural_implicit_convert`` / ``_remesh`` / ``_csg_apply`` (blocking from scripts
 and in background mode).

@@ -12,30 +12,31 @@ which is what the viewport draws, what remeshing uses (its vertices come out in 
 object-local, and the new mesh object gets the implicit's ``matrix_world``) and what an exported file
 gets as its transform (:func:`world_transform`: the file's mesh frame is the world).
 
-Where the object is placed (``core.frames.placement``): conversion normalises the *world-space*
-mesh, giving a world -> network similarity ``s R x + t``. The Empty gets ``location`` = the shape's
-centre (the world point at the network origin), the rotation ``R^T`` and scale 1, and the stored
-transform becomes the pure uniform scale ``diag(s, s, s)``. Object units therefore are scene units,
-moving, rotating and scaling the object moves the shape, and the Empty's sphere display (radius
-``BOUND_RADIUS / s``) is exactly the ball where the network is defined. Importing a file places the
-object the same way from the file's transform, so the shape lands where the file says its mesh was.
+Where the object is placed (``core.representation.frames.placement``): conversion normalises the
+*world-space* mesh, giving a world -> network similarity ``s R x + t``. The Empty gets ``location``
+= the shape's centre (the world point at the network origin), the rotation ``R^T`` and scale 1, and
+the stored transform becomes the pure uniform scale ``diag(s, s, s)``. Object units therefore are
+scene units, moving, rotating and scaling the object moves the shape, and the Empty's sphere display
+(radius ``BOUND_RADIUS / s``) is exactly the ball where the network is defined. Importing a file
+places the object the same way from the file's transform, so the shape lands where the file says its
+mesh was.
 
 CSG (:func:`csg_tree`): an implicit object's CSG stack (``neural_implicit.csg``) becomes a
-``core.csg.CSGShape`` evaluated in the world: the object's network at its ``matrix_world``, then each
-shown entry's operand object, *with its own stack applied* (like a Boolean modifier's operand with its
-modifiers), at its ``matrix_world``. Entries whose operand was deleted, is no implicit or cannot be
-read are skipped with a warning; a cycle (A uses B uses A, only possible from scripts: the operand
-picker hides such objects) is refused with an error. The viewport draws a CSG result as one item and
-does not draw the objects it uses as operands on their own (they work like Blender's Boolean cutters;
-their Empty stays visible to select and move them).
+``core.geometry.csg.CSGShape`` evaluated in the world: the object's network at its ``matrix_world``,
+then each shown entry's operand object, *with its own stack applied* (like a Boolean modifier's
+operand with its modifiers), at its ``matrix_world``. Entries whose operand was deleted, is no
+implicit or cannot be read are skipped with a warning; a cycle (A uses B uses A, only possible from
+scripts: the operand picker hides such objects) is refused with an error. The viewport draws a CSG
+result as one item and does not draw the objects it uses as operands on their own (they work like
+Blender's Boolean cutters; their Empty stays visible to select and move them).
 
 Storage: the network is kept as the exact bytes of our .h5 file, base64 in ``obj.neural_implicit.data``
 with their SHA-256 in ``.key``; decoded networks are cached by key (duplicates share one entry).
 Stored bytes are untrusted (a .blend from anywhere, a script): they are decoded lazily, when
 something first needs the network (drawing, the panel, an operator), never on file open; their size
-is checked before decoding; every decode goes through ``core.fileformat.from_bytes``; and a failure is
-remembered by the SHA-256 of the stored text (:func:`read_problem`), logged once, and answered from
-memory afterwards, so a bad object costs one decode, not one per redraw.
+is checked before decoding; every decode goes through ``core.representation.fileformat.from_bytes``;
+and a failure is remembered by the SHA-256 of the stored text (:func:`read_problem`), logged once,
+and answered from memory afterwards, so a bad object costs one decode, not one per redraw.
 Blender data is read and written here on the main thread only.
 """
 
@@ -54,12 +55,12 @@ import numpy as np
 import bpy
 from mathutils import Matrix
 
-from .core.constants import BOUND_RADIUS, MESH_RADIUS
-from .core.csg import CSGShape, CSGStep
-from .core.errors import FileFormatError, InputError
-from .core.fileformat import MAX_FILE_BYTES, from_bytes, to_bytes
-from .core.frames import mean_scale, placement
-from .core.implicit import Implicit
+from .core.common.constants import BOUND_RADIUS, MESH_RADIUS
+from .core.common.errors import FileFormatError, InputError
+from .core.geometry.csg import CSGShape, CSGStep
+from .core.representation.fileformat import MAX_FILE_BYTES, from_bytes, to_bytes
+from .core.representation.frames import mean_scale, placement
+from .core.representation.implicit import Implicit
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ _cache: "OrderedDict[str, Implicit]" = OrderedDict()
 #: forgotten entry only costs one more decode).
 FAILED_SIZE = 256
 _failed: "OrderedDict[str, str]" = OrderedDict()
-#: Longest stored text that can hold a valid file (base64 of core.fileformat.MAX_FILE_BYTES).
+#: Longest stored text that can hold a valid file (base64 of
+#: core.representation.fileformat.MAX_FILE_BYTES).
 MAX_STORED_CHARS = 4 * ((MAX_FILE_BYTES + 2) // 3)
 
 
@@ -127,7 +129,7 @@ def scene_length(scene, value: float) -> str:
 def format_error(scene, fraction, radius: float) -> str:
     """An error figure measured in the unit-sphere frame with both its units: a share of the shape's
     size and scene units, e.g. "0.21% of size (0.4 mm)"; "n/a" where there is none (no surface)."""
-    from .core.units import format_fraction
+    from .core.common.units import format_fraction
 
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not np.isfinite(fraction):
         return "n/a"   # no surface (stored as null), or metadata from elsewhere
@@ -135,8 +137,8 @@ def format_error(scene, fraction, radius: float) -> str:
 
 
 def verification_summary(scene, obj) -> str:
-    """One line for reports: the check of the object's network (core.verify, recorded in its file),
-    or the surface error of files made before the check existed."""
+    """One line for reports: the check of the object's network (core.conversion.verify, recorded in
+    its file), or the surface error of files made before the check existed."""
     implicit = implicit_from_object(obj)
     radius = source_radius(obj, implicit)
     v = implicit.metadata.get("verification")
@@ -153,8 +155,8 @@ def verification_summary(scene, obj) -> str:
 # ============================================================================ storage
 
 def implicit_from_bytes(data: bytes, name: str = "stored network") -> Implicit:
-    """Decode stored bytes (core.fileformat.from_bytes, in memory); raises FileFormatError, naming
-    ``name``, for bad bytes."""
+    """Decode stored bytes (core.representation.fileformat.from_bytes, in memory); raises
+    FileFormatError, naming ``name``, for bad bytes."""
     return from_bytes(data, name)
 
 
@@ -257,7 +259,8 @@ def is_implicit(obj) -> bool:
 
 def new_implicit_object(name: str, implicit_world: Implicit, collections=(), filepath=None):
     """A new Empty carrying ``implicit_world`` (whose mesh frame is the world), placed by
-    ``core.frames.placement`` and linked to ``collections`` (the scene's collection when empty)."""
+    ``core.representation.frames.placement`` and linked to ``collections`` (the scene's collection
+    when empty)."""
     M, T_local = placement(implicit_world.transform)
     local = implicit_world.copy()
     local.transform = T_local
@@ -449,7 +452,8 @@ def importance_summary(obj) -> tuple[str, int, int, Optional[str]]:
 class CSGTree:
     """An implicit object's CSG stack as core wants it.
 
-    shape : core.csg.CSGShape in world coordinates (no steps when nothing usable is in the stack)
+    shape : core.geometry.csg.CSGShape in world coordinates (no steps when nothing usable is in the
+    stack)
     key : changes when any network of the tree changes (the viewport's weight texture key)
     operands : the objects used as operands, at any depth
     warnings : what was skipped and why (the panel shows them)
@@ -555,8 +559,8 @@ def csg_to_object_frame(obj, V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, 
 class Surface:
     """What remeshing an implicit object extracts.
 
-    shape : the CSG result (core.csg.CSGShape, world coordinates) when the object's stack has a
-        usable entry, else its network alone (core Implicit, object coordinates)
+    shape : the CSG result (core.geometry.csg.CSGShape, world coordinates) when the object's stack
+        has a usable entry, else its network alone (core Implicit, object coordinates)
     in_world : whether ``shape`` is in world coordinates (then :func:`csg_to_object_frame` brings
         the remeshed vertices into the object's frame)
     warnings : what the CSG stack skipped and why

@@ -10,7 +10,8 @@ as Blender's Apply does with a modifier stack (same name, place and collections;
 keeps the implicit and its stack). An entry's Apply is what a modifier's own Apply is to its mesh:
 the object stays an implicit, its network is trained again on itself combined with the shown
 entries up to that one, which leave the stack; the entries below keep working. Distill runs the
-same way and adds a new implicit object ``<name>_distilled`` (core.csg.distill: remesh, then convert with the scene's conversion settings).
+same way and adds a new implicit object ``<name>_distilled`` (core.geometry.csg.distill: remesh,
+then convert with the scene's conversion settings).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty
 from mathutils import Matrix
 
 from . import bridge, jobs
-from .core.errors import InputError
-from .core.remesh import DEFAULT_RESOLUTION
+from .core.common.errors import InputError
+from .core.geometry.remesh import DEFAULT_RESOLUTION
 from .operators import KEEP_ORIGINAL_DESCRIPTION, JobOperator, _remesh_task, apply_mesh
 from .preferences import MISSING_TORCH, torch_available
 from .properties import CSG_OPERATIONS, resolution_property
@@ -203,11 +204,11 @@ class OBJECT_OT_neural_implicit_csg_apply(CSGOperator, JobOperator, bpy.types.Op
 
 def _fold_task(name: str, shape, settings, resolution: int, context: dict):
     """The worker's part of applying entries: remesh their result (world frame, no torch), then
-    train and check one network on it in a child process (core.child_process)."""
+    train and check one network on it in a child process (core.conversion.child_process)."""
 
     def run(progress, cancel):
-        from .core.child_process import ShapeInput, convert_in_child
-        from .core.remesh import remesh
+        from .core.conversion.child_process import ShapeInput, convert_in_child
+        from .core.geometry.remesh import remesh
         surface = remesh(shape, resolution, progress=progress, cancel=cancel)
         [outcome] = convert_in_child([ShapeInput(name, surface.V, surface.F)], settings,
                                      progress=progress, cancel=cancel, on_start=jobs.note_child)
@@ -312,7 +313,7 @@ class OBJECT_OT_neural_implicit_csg_apply_entry(CSGOperator, JobOperator, bpy.ty
 
 def _distill_task(name: str, shape, settings, resolution: int):
     def run(progress, cancel):
-        from .core.csg import distill
+        from .core.geometry.csg import distill
         return distill(shape, settings, resolution, progress=progress, cancel=cancel)
 
     return jobs.Task(name, run)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bpy
 
 from . import bridge, jobs, viewport
-from .core.errors import InputError
+from .core.common.errors import InputError
 from .csg_operators import (OBJECT_OT_neural_implicit_csg_add, OBJECT_OT_neural_implicit_csg_apply,
                             OBJECT_OT_neural_implicit_csg_apply_entry,
                             OBJECT_OT_neural_implicit_csg_distill,

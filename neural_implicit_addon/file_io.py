@@ -1,15 +1,18 @@
 """File > Import / Export > Neural Implicit (.h5), and drag and drop of .h5 files into the 3D View.
 
-The file format is core's (core/fileformat.py). A file's transform maps its mesh frame to the
-network; the add-on treats that mesh frame as the world: import places the object where the file
-says the mesh was (core.frames.placement), export writes ``transform @ inverse(matrix_world)``, so moving
-an implicit in Blender and exporting it moves the shape in the file.
+The file format is core's (core/representation/fileformat.py). A file's transform maps its mesh
+frame to the network; the add-on treats that mesh frame as the world: import places the object where
+the file says the mesh was (core.representation.frames.placement), export writes ``transform @
+inverse(matrix_world)``, so moving an implicit in Blender and exporting it moves the shape in the
+file.
 
-Import also reads the paper authors' released networks (Keras weight files, core.paper_import) in the
-same step: they store no transform, so they are placed in the unit ball at the origin (the paper's
+Import also reads the paper authors' released networks (Keras weight files,
+core.representation.paper_import) in the same step: they store no transform, so they are placed in
+the unit ball at the origin (the paper's
 frame: the shape's minimum enclosing ball has radius 0.9), or, with a *Reference Mesh* object, on
-that mesh (the minimum enclosing ball of its world-space vertices, core.paper_import.paper_transform)
-and checked against it (core.verify: the figures go to the report and the sidebar, with units).
+that mesh (the minimum enclosing ball of its world-space vertices,
+core.representation.paper_import.paper_transform) and checked against it (core.conversion.verify:
+the figures go to the report and the sidebar, with units).
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from bpy.props import BoolProperty, CollectionProperty, EnumProperty, StringProp
 from bpy_extras.io_utils import ExportHelper, ImportHelper, poll_file_object_drop
 
 from . import bridge
-from .core.errors import FileFormatError, InputError
-from .core.fileformat import load, save
-from .core.paper_import import load_paper_weights
-from .core.quantize import STORAGES, with_storage
+from .core.common.errors import FileFormatError, InputError
+from .core.representation.fileformat import load, save
+from .core.representation.paper_import import load_paper_weights
+from .core.representation.quantize import STORAGES, with_storage
 
 
 class IMPORT_SCENE_OT_neural_implicit(bpy.types.Operator, ImportHelper):
@@ -111,16 +114,17 @@ class IMPORT_SCENE_OT_neural_implicit(bpy.types.Operator, ImportHelper):
         if obj is None or obj.type != 'MESH':
             what = "no object" if obj is None else f"a {obj.type.lower()}, not a mesh"
             raise InputError(f"Reference Mesh {self.reference!r} is {what}")
-        from .core.mesh import mesh_from_arrays
+        from .core.meshes.mesh import mesh_from_arrays
         arrays = bridge.evaluated_mesh_arrays(obj, context.evaluated_depsgraph_get())
         return mesh_from_arrays(arrays.V, arrays.F, name=obj.name)
 
 
 def read_network(path: str, reference=None):
     """The network in ``path`` as ``(implicit, is_paper)``: our .h5 format, else a Keras weight file
-    of the paper's release (core.paper_import), placed on ``reference`` (a core Mesh, world space)
-    and checked against it when given. When neither reads the file: the paper reader's error for a
-    Keras file (it says what is wrong in it), else our format's (it says what the file is not)."""
+    of the paper's release (core.representation.paper_import), placed on ``reference`` (a core Mesh,
+    world space) and checked against it when given. When neither reads the file: the paper reader's
+    error for a Keras file (it says what is wrong in it), else our format's (it says what the file
+    is not)."""
     try:
         return load(path), False
     except FileFormatError as ours:
@@ -129,8 +133,8 @@ def read_network(path: str, reference=None):
         except FileFormatError as paper:
             raise (paper if "Keras" in str(ours) else ours) from None
     if reference is not None:
-        from .core.metrics import surface_error
-        from .core.verify import verify
+        from .core.conversion.verify import verify
+        from .core.geometry.metrics import surface_error
         implicit.metadata["surface_error"] = surface_error(implicit, reference)
         implicit.metadata["verification"] = verify(implicit, reference).to_dict()
     return implicit, True

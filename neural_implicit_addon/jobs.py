@@ -9,16 +9,16 @@ operator's modal timer drains (:meth:`Job.events`). In background mode there is 
 the operator calls :meth:`Job.run` on the main thread instead: the same code, blocking.
 
 A job may instead run all its tasks at once with a ``batch`` function (several meshes trained
-together as one stack, ``core.batch_train.convert_many``); it returns one result or exception per
-task, and each becomes the same "done" or "error" event as in the one-at-a-time case. Its progress
-records name the object they are about (``Progress.shape``): the status line gives the stack's
-epoch with each object's loss and the ETA, and the bar counts each object's own progress.
+together as one stack, ``core.conversion.batch_train.convert_many``); it returns one result or
+exception per task, and each becomes the same "done" or "error" event as in the one-at-a-time case.
+Its progress records name the object they are about (``Progress.shape``): the status line gives the
+stack's epoch with each object's loss and the ETA, and the bar counts each object's own progress.
 
 Conversions do not train in this thread: the task starts a child process
-(``core.child_process.convert_in_child``) and the thread supervises it, forwarding its progress,
-killing it on cancel, and turning its death (a native crash, out of memory) into an "error" event,
-so torch can never take Blender and the unsaved scene down. The running child's process id is
-:attr:`Job.child_pid` (:func:`note_child`).
+(``core.conversion.child_process.convert_in_child``) and the thread supervises it, forwarding its
+progress, killing it on cancel, and turning its death (a native crash, out of memory) into an
+"error" event, so torch can never take Blender and the unsaved scene down. The running child's
+process id is :attr:`Job.child_pid` (:func:`note_child`).
 
 Only one job runs at a time (:func:`active`); :func:`cancel_active` sets its cancel token (Esc, the
 panel's Cancel button, unregistering the add-on, loading another file).
@@ -33,9 +33,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from .core.child_process import ChildDied, ChildError
-from .core.errors import Cancelled, InputError
-from .core.progress import CancelToken, Progress, describe as describe_progress
+from .core.common.errors import Cancelled, InputError
+from .core.common.progress import CancelToken, Progress, describe as describe_progress
+from .core.conversion.child_process import ChildDied, ChildError
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,12 @@ soon as it is ready. The scene is only changed when results are applied, so a ca
 job leaves it as it was; when some objects were done before a cancel, the operator finishes (one
 undo step) and says how many. Errors from core arrive as ``self.report({'ERROR'}, message)``.
 
-Conversion trains in a child process (``core.child_process``, supervised by the job's thread), which
-runs ``core.checked.convert_checked``: every network is checked against its mesh (core.verify) and
-retried with the next seed when it fails. A failure, or the child's death, is an ERROR report with the
-scene untouched; each applied object gets an INFO report with its check (errors as a share of the
-shape's size and in scene units) and a WARNING per warning of the check (e.g. an open mesh).
+Conversion trains in a child process (``core.conversion.child_process``, supervised by the job's
+thread), which runs ``core.conversion.checked.convert_checked``: every network is checked against
+its mesh (core.conversion.verify) and retried with the next seed when it fails. A failure, or the
+child's death, is an ERROR report with the scene untouched; each applied object gets an INFO report
+with its check (errors as a share of the shape's size and in scene units) and a WARNING per warning
+of the check (e.g. an open mesh).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ import bpy
 from bpy.props import BoolProperty
 
 from . import bridge, jobs, properties
-from .core.checked import SizeMode
-from .core.errors import InputError
-from .core.settings import ConversionSettings
+from .core.common.errors import InputError
+from .core.common.settings import ConversionSettings
+from .core.conversion.checked import SizeMode
 from .preferences import MISSING_TORCH, torch_available
 
 
@@ -221,22 +222,23 @@ class JobOperator:
 # ============================================================================ convert
 
 def size_from(owner) -> SizeMode:
-    """The core.checked.SizeMode held by ``owner`` (the scene's settings or the operator's)."""
+    """The core.conversion.checked.SizeMode held by ``owner`` (the scene's settings or the
+    operator's)."""
     return SizeMode(owner.size_mode.lower(), float(f"{owner.target_error:.7g}"),
                     int(owner.budget_bytes))
 
 
 def _shape(arrays: bridge.MeshArrays):
-    from .core.child_process import ShapeInput
+    from .core.conversion.child_process import ShapeInput
     return ShapeInput(arrays.name, arrays.V, arrays.F, arrays.weights)
 
 
 def _convert_task(arrays: bridge.MeshArrays, settings, size: SizeMode = SizeMode()):
     """The worker's part of converting one mesh: a child process trains and checks it
-    (core.child_process; no Blender data inside)."""
+    (core.conversion.child_process; no Blender data inside)."""
 
     def run(progress, cancel):
-        from .core import child_process
+        from .core.conversion import child_process
         [outcome] = child_process.convert_in_child(
             [_shape(arrays)], settings, **size.arguments(), progress=progress, cancel=cancel,
             on_start=jobs.note_child)
@@ -249,11 +251,12 @@ def _convert_task(arrays: bridge.MeshArrays, settings, size: SizeMode = SizeMode
 
 def _convert_batch(arrays_list: list, settings):
     """The worker's part of converting several meshes as one stack of networks trained together in
-    one child process (core.batch_train.convert_many there: the same result per mesh as converting it
-    alone, faster; each network is then checked alone). A mesh that fails fails alone."""
+    one child process (core.conversion.batch_train.convert_many there: the same result per mesh as
+    converting it alone, faster; each network is then checked alone). A mesh that fails fails
+    alone."""
 
     def run(progress, cancel):
-        from .core import child_process
+        from .core.conversion import child_process
         return child_process.convert_in_child(
             [_shape(a) for a in arrays_list], settings, together=True, progress=progress,
             cancel=cancel, on_start=jobs.note_child)
@@ -307,8 +310,9 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
     bl_options = {'REGISTER', 'UNDO'}
     noun = "object"
 
-    # one property per conversion setting (core.settings.ConversionSettings, via properties.py),
-    # seeded from the scene's settings: Adjust Last Operation (F9) shows and re-runs them
+    # one property per conversion setting (core.common.settings.ConversionSettings, via
+    # properties.py), seeded from the scene's settings: Adjust Last Operation (F9) shows and re-runs
+    # them
     __annotations__ = properties.conversion_properties(options={'SKIP_SAVE'})
 
     @classmethod
@@ -364,7 +368,8 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
         used = str(result.implicit.metadata.get("device", ""))
         if getattr(self, "_device", "") == "mps" and used and not used.startswith("mps"):
             self._notes.append(({'WARNING'}, f"{task.name}: Apple's MPS was not usable here "
-                                             f"(core.train.pick_device); trained on the {used.upper()}"))
+                                             "(core.training.train.pick_device); trained on the "
+                                             f"{used.upper()}"))
         obj.neural_implicit.source = source
         view_layer = context.view_layer
         deselect = ()
@@ -383,12 +388,13 @@ class OBJECT_OT_neural_implicit_convert(JobOperator, bpy.types.Operator):
 # ============================================================================ remesh
 
 def _remesh_task(name: str, surface: "bridge.Surface", resolution: int, sheet: bool = False):
-    """``sheet``: the shape is a network trained as a shell; the mesh is its sheet (core.shell)."""
+    """``sheet``: the shape is a network trained as a shell; the mesh is its sheet
+    (core.samples.shell)."""
     def run(progress, cancel):
-        from .core.remesh import remesh
+        from .core.geometry.remesh import remesh
         result = remesh(surface.shape, resolution, progress=progress, cancel=cancel)
         if sheet:
-            from .core.shell import sheet_of
+            from .core.samples.shell import sheet_of
             result.V = sheet_of(surface.shape, result.V, result.F)[0]
         return result
 
@@ -434,8 +440,8 @@ class OBJECT_OT_neural_implicit_remesh(JobOperator, bpy.types.Operator):
         return cls.poll_job()
 
     def make_job(self, context):
-        from .core.remesh import gap_warning
-        from .core.shell import trained_thickness
+        from .core.geometry.remesh import gap_warning
+        from .core.samples.shell import trained_thickness
 
         targets = [o for o in context.selected_objects if bridge.is_implicit(o)]
         active = context.active_object

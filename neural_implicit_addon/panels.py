@@ -8,7 +8,7 @@ import os
 import bpy
 
 from . import bridge, jobs, viewport
-from .core.errors import InputError
+from .core.common.errors import InputError
 from .file_io import EXPORT_SCENE_OT_neural_implicit
 from .operators import (OBJECT_OT_neural_implicit_cancel, OBJECT_OT_neural_implicit_convert,
                         OBJECT_OT_neural_implicit_remesh, OBJECT_OT_neural_implicit_show_source,
@@ -113,8 +113,9 @@ def _fmt_bytes(n: int) -> str:
 
 
 def check_rows(scene, obj, implicit) -> list:
-    """(label, value) rows of the result check recorded in the file (core.verify), every distance with
-    its units; files from before the check show their surface error, also with units."""
+    """(label, value) rows of the result check recorded in the file (core.conversion.verify), every
+    distance with its units; files from before the check show their surface error, also with
+    units."""
     v = implicit.metadata.get("verification")
     radius = bridge.source_radius(obj, implicit)
     if not isinstance(v, dict):

@@ -1,9 +1,10 @@
 """PropertyGroups: the scene's conversion settings and the per-object data (stored network, importance).
 
-The conversion settings are *derived* from ``core.settings.ConversionSettings``: one Blender property
-per dataclass field, with the field's default, range, choices and help text, so defaults live in core
-only. ``NI_SceneSettings.to_core()`` turns the properties back into a validated ConversionSettings.
-A few add-on-only options (hide the source, remesh resolution, viewport quality) sit beside them.
+The conversion settings are *derived* from ``core.common.settings.ConversionSettings``: one Blender
+property per dataclass field, with the field's default, range, choices and help text, so defaults
+live in core only. ``NI_SceneSettings.to_core()`` turns the properties back into a validated
+ConversionSettings. A few add-on-only options (hide the source, remesh resolution, viewport quality)
+sit beside them.
 
 ``Object.neural_implicit`` (``NI_ObjectProperties``) serves both kinds of objects:
 
@@ -13,8 +14,8 @@ A few add-on-only options (hide the source, remesh resolution, viewport quality)
 * mesh objects: where conversion takes the user importance from (``importance_source``,
   ``importance_group``);
 * the CSG stack of an implicit object (``csg``, a collection of ``NI_CSGEntry``, and ``csg_index``,
-  the active entry), applied in order like Blender's modifier stack (``core.csg``; bridge.py turns
-  it into a ``core.csg.CSGShape``).
+  the active entry), applied in order like Blender's modifier stack (``core.geometry.csg``;
+  bridge.py turns it into a ``core.geometry.csg.CSGShape``).
 
 The bytes are written and read only by bridge.py.
 """
@@ -29,11 +30,11 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
                        PointerProperty, StringProperty)
 
 from . import bridge
-from .core.checked import SizeMode
-from .core.csg import OPERATIONS
-from .core.remesh import INTERACTIVE_RESOLUTION, MAX_RESOLUTION, MIN_RESOLUTION
-from .core.settings import ConversionSettings
-from .core.trace import ViewportSettings
+from .core.common.settings import ConversionSettings
+from .core.conversion.checked import SizeMode
+from .core.geometry.csg import OPERATIONS
+from .core.geometry.remesh import INTERACTIVE_RESOLUTION, MAX_RESOLUTION, MIN_RESOLUTION
+from .core.geometry.trace import ViewportSettings
 
 #: Largest value an IntProperty can hold (the seed's core range is larger).
 INT_MAX = 2 ** 31 - 1
@@ -47,7 +48,8 @@ CHOICE_LABELS = {"relu": "ReLU", "sine": "Sine (SIREN)", "auto": "Auto", "cpu": 
                  "onecycle": "One-Cycle", "cosine": "Cosine", "constant": "Constant",
                  "float32": "Float32", "float16": "Float16", "int8": "Int8"}
 
-#: The size modes (core.checked.SizeMode), their fields, and their UI names and descriptions.
+#: The size modes (core.conversion.checked.SizeMode), their fields, and their UI names and
+#: descriptions.
 SIZE_FIELDS = {f.name: f for f in fields(SizeMode)}
 SIZE_MODES = SIZE_FIELDS["mode"].metadata["choices"]
 SIZE_MODE_LABELS = {
@@ -58,8 +60,8 @@ SIZE_MODE_LABELS = {
                               "(chooses size, storage and training recipe)")}
 LABELS.update(target_error="Target Error", budget_bytes="Byte Budget")
 
-#: The scene's viewport options: core.trace.ViewportSettings' fields (default, range, help), with
-#: how Blender shows them.
+#: The scene's viewport options: core.geometry.trace.ViewportSettings' fields (default, range,
+#: help), with how Blender shows them.
 VIEWPORT_FIELDS = {f.name: f for f in fields(ViewportSettings)}
 VIEWPORT_PROPERTIES = {"resolution_scale": {"subtype": 'FACTOR'}, "max_steps": {},
                        "epsilon": {"precision": 4, "step": 0.01},
@@ -88,8 +90,9 @@ def _precision(default: float) -> int:
 
 def property_for(f, options=None, **extra):
     """The bpy property of one field of a core settings description (ConversionSettings,
-    core.checked.SizeMode: default, range, choices, help from core); ``options`` the property's bpy
-    options (e.g. {'SKIP_SAVE'} for operator properties); ``extra`` more bpy keywords."""
+    core.conversion.checked.SizeMode: default, range, choices, help from core); ``options`` the
+    property's bpy options (e.g. {'SKIP_SAVE'} for operator properties); ``extra`` more bpy
+    keywords."""
     m = f.metadata
     default = f.default if f.default is not MISSING else f.default_factory()
     common = {"name": _label(f.name), "description": _description(m["help"]), **extra}
@@ -162,8 +165,8 @@ CONVERSION_OPTIONS = tuple(conversion_properties())
 
 
 def resolution_property(description: str, default: int = INTERACTIVE_RESOLUTION):
-    """A marching-cubes resolution, with core.remesh's range and defaults (one definition for the
-    panel and every operator that meshes)."""
+    """A marching-cubes resolution, with core.geometry.remesh's range and defaults (one definition
+    for the panel and every operator that meshes)."""
     return IntProperty(name="Resolution", default=default, min=MIN_RESOLUTION, max=MAX_RESOLUTION,
                        description=description)
 
@@ -178,7 +181,8 @@ def _settings_class():
     )
     return type("NI_SceneSettings", (bpy.types.PropertyGroup,), {
         "__annotations__": annotations,
-        "__doc__": "Conversion settings (derived from core.settings.ConversionSettings) and add-on options",
+        "__doc__": ("Conversion settings (derived from core.common.settings.ConversionSettings) and "
+                    "add-on options"),
         "to_core": _to_core,
         "from_core": _from_core,
     })
@@ -195,8 +199,8 @@ IMPORTANCE_SOURCES = [
 ]
 
 
-#: The CSG operations (identifiers are core.csg.OPERATIONS in upper case), with the icons of Blender's
-#: Boolean modifier where it has them.
+#: The CSG operations (identifiers are core.geometry.csg.OPERATIONS in upper case), with the icons
+#: of Blender's Boolean modifier where it has them.
 CSG_OPERATIONS = [
     ('UNION', "Union", "Everything inside either shape", 'SELECT_EXTEND', 0),
     ('INTERSECTION', "Intersection", "Only what is inside both shapes", 'SELECT_INTERSECT', 1),
@@ -209,7 +213,7 @@ CSG_OPERATIONS = [
      'SELECT_SUBTRACT', 5),
 ]
 if [item[0].lower() for item in CSG_OPERATIONS] != list(OPERATIONS):  # a bug, not bad input
-    raise RuntimeError("CSG_OPERATIONS disagree with core.csg.OPERATIONS")
+    raise RuntimeError("CSG_OPERATIONS disagree with core.geometry.csg.OPERATIONS")
 
 
 def _csg_operand_poll(self, obj) -> bool:

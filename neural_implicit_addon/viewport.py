@@ -1,10 +1,10 @@
 """Live drawing of neural implicits in the 3D viewport: GPU resources, the renderer, the draw handler.
 
-What is drawn and how is ``core/glsl.py`` (the shaders as GLSL text, the uniform blocks) and
-``core/layout.py`` (the network and the texel layout of its weights), both Blender-free and tested
-without a GPU; docs/viewport.md has the long version. This module compiles that text
-(``gpu.types.GPUShaderCreateInfo``, no bgl), uploads the texels as RGBA32F textures, draws one proxy
-per item with depth test and depth writes, and owns the draw handler.
+What is drawn and how is ``core/geometry/glsl.py`` (the shaders as GLSL text, the uniform blocks)
+and ``core/representation/layout.py`` (the network and the texel layout of its weights), both
+Blender-free and tested without a GPU; docs/viewport.md has the long version. This module compiles
+that text (``gpu.types.GPUShaderCreateInfo``, no bgl), uploads the texels as RGBA32F textures, draws
+one proxy per item with depth test and depth writes, and owns the draw handler.
 
 Interactivity
 -------------
@@ -28,14 +28,14 @@ import bpy
 import gpu
 from gpu_extras.batch import batch_for_shader
 
-from .core.csg import CSGShape
-from .core.errors import InputError
-from .core.glsl import (COMPOSITE_FRAGMENT, FULLSCREEN_VERTEX, arch_name, csg_block, csg_signature,
-                        evaluate_fragment, gpu_unsupported_reason, object_block, trace_program,
-                        texture_key, weight_texels)
-from .core.glsl import shading_glsl  # noqa: F401  (bench/viewport_images.py)
-from .core.layout import texture_data
-from .core.trace import DEFAULT_COLOR, ViewportSettings, item_frames
+from .core.common.errors import InputError
+from .core.geometry.csg import CSGShape
+from .core.geometry.glsl import (COMPOSITE_FRAGMENT, FULLSCREEN_VERTEX, arch_name, csg_block, csg_signature,
+                                 evaluate_fragment, gpu_unsupported_reason, object_block, trace_program,
+                                 texture_key, weight_texels)
+from .core.geometry.glsl import shading_glsl  # noqa: F401  (bench/viewport_images.py)
+from .core.geometry.trace import DEFAULT_COLOR, ViewportSettings, item_frames
+from .core.representation.layout import texture_data
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ class DrawItem:
 
     key : content key of the network (weights are uploaded again only when it changes); for a CSG,
         a key that changes when any of its networks does
-    implicit : core.implicit.Implicit, or a core.csg.CSGShape (drawn with ``matrix_world`` identity:
-        the shape holds its own placements)
+    implicit : core.representation.implicit.Implicit, or a core.geometry.csg.CSGShape (drawn with
+        ``matrix_world`` identity: the shape holds its own placements)
     matrix_world : (4, 4) object -> world (numpy or mathutils)
     color : scene-linear RGBA (Blender's ``Object.color``)
     selected, active : selection state (outline in the theme's colours)
@@ -69,7 +69,7 @@ class DrawItem:
 
 def build_trace_shader(arch, debug_steps: bool = False):
     """Compile the sphere-tracing shader of one architecture, or of a CSGShape's tree
-    (``core.glsl.trace_program``; raises on compile errors)."""
+    (``core.geometry.glsl.trace_program``; raises on compile errors)."""
     typedef, vertex, fragment = trace_program(arch, debug_steps)
     iface = gpu.types.GPUStageInterfaceInfo("ni_trace_iface")
     iface.smooth('VEC3', "net_pos")
@@ -90,8 +90,9 @@ def build_trace_shader(arch, debug_steps: bool = False):
 
 def _fullscreen_shader(name: str, fragment: str, size: str, samplers, typedef: str = "",
                        depth_write: bool = False):
-    """(shader, batch) of a full-screen pass (``core.glsl.FULLSCREEN_VERTEX``): push constant
-    ``size`` (vec2), ``samplers`` as (type, name) in slot order, a ``NICSG`` block when ``typedef``."""
+    """(shader, batch) of a full-screen pass (``core.geometry.glsl.FULLSCREEN_VERTEX``): push
+    constant ``size`` (vec2), ``samplers`` as (type, name) in slot order, a ``NICSG`` block when
+    ``typedef``."""
     iface = gpu.types.GPUStageInterfaceInfo(name)
     iface.smooth('VEC2', "uv")
     info = gpu.types.GPUShaderCreateInfo()
@@ -141,10 +142,10 @@ def _offscreen(width: int, height: int, draw: Callable[[], None], depth: bool = 
 def evaluate_on_gpu(implicit, Q) -> np.ndarray:
     """The shader's network function evaluated at network-frame points Q (n, 3) -> (n,) float32.
 
-    For tests and debugging: it runs exactly the GLSL of ``core.glsl.network_glsl`` over the texture
-    of ``core.layout.pack_weights``, one point per pixel of an offscreen buffer. Needs a GPU context.
-    For a ``CSGShape`` it runs ``core.glsl.csg_glsl`` with ``csg_block`` at points of the shape's
-    frame (``CSGShape.evaluate``'s).
+    For tests and debugging: it runs exactly the GLSL of ``core.geometry.glsl.network_glsl`` over
+    the texture of ``core.representation.layout.pack_weights``, one point per pixel of an offscreen
+    buffer. Needs a GPU context. For a ``CSGShape`` it runs ``core.geometry.glsl.csg_glsl`` with
+    ``csg_block`` at points of the shape's frame (``CSGShape.evaluate``'s).
     """
     Q = np.ascontiguousarray(Q, dtype=np.float32)
     if Q.ndim != 2 or Q.shape[1] != 3 or not len(Q):
@@ -375,8 +376,9 @@ class ImplicitRenderer:
         before / after : optional callables drawn into the same framebuffer before / after the
         implicits (tests and docs draw meshes with them; the projection is theirs to set).
         Returns ``(rgba, depth)``: float32 (h, w, 4) display-space colour (alpha 0 where nothing was
-        drawn) and float32 (h, w) window depth (1 = background), row 0 at the top, like core.trace.
-        The depth is read from the offscreen framebuffer's own depth attachment.
+        drawn) and float32 (h, w) window depth (1 = background), row 0 at the top, like
+        core.geometry.trace. The depth is read from the offscreen framebuffer's own depth
+        attachment.
         """
         def draw():
             if before is not None:

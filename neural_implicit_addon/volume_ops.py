@@ -1,19 +1,21 @@
 """The Geometry Nodes bridge: implicit objects <-> OpenVDB level sets on Volume objects.
 
 * **Bake Neural Implicit to Volume** (Object > Convert, the object context menu) writes the active
-  implicit as a narrow-band level set (``core.volume_grid.implicit_band``) into a .vdb file: one
-  float grid named :data:`GRID_NAME`, grid class LEVEL_SET, background ``half_width * voxel_size``,
-  linear transform of the voxel size, in the implicit object's local frame. A new Volume object
-  references the file and takes the implicit's ``matrix_world``, so Blender's SDF grid nodes (Get
-  Named Grid "distance" -> SDF Grid Boolean / Fillet / Offset / Mean, Grid to Mesh) work on it where
-  the implicit is. The file goes next to the .blend (``//neural_implicit_volumes/``), or into the
-  extension's user folder while the file is unsaved.
+  implicit as a narrow-band level set (``core.geometry.volume_grid.implicit_band``) into a .vdb
+  file: one float grid named :data:`GRID_NAME`, grid class LEVEL_SET, background ``half_width *
+  voxel_size``, linear transform of the voxel size, in the implicit object's local frame. A new
+  Volume object references the file and takes the implicit's ``matrix_world``, so Blender's SDF grid
+  nodes (Get Named Grid "distance" -> SDF Grid Boolean / Fillet / Offset / Mean, Grid to Mesh) work
+  on it where the implicit is. The file goes next to the .blend (``//neural_implicit_volumes/``), or
+  into the extension's user folder while the file is unsaved.
 * **Convert Volume to Neural Implicit** reads a level set from the active Volume object (its
   evaluated grids, so grids made by Geometry Nodes count too, saved to a temporary .vdb with
   ``Volume.grids.save`` because the Python API gives no voxel values), extracts its zero level set
-  (marching cubes at its voxels, ``core.volume_grid.grid_mesh``) and converts that surface like any
-  mesh: in a child process (``core.child_process``), with the scene's conversion settings and the
-  result check against the grid's surface; then adds an implicit object. Blender waits for it.
+  (marching cubes at its voxels, ``core.geometry.volume_grid.grid_mesh``) and converts that surface
+  like any
+  mesh: in a child process (``core.conversion.child_process``), with the scene's conversion settings
+  and the result check against the grid's surface; then adds an implicit object. Blender waits for
+  it.
 
 The .vdb side uses OpenVDB's Python module, which Blender ships (:func:`openvdb_module`).
 """
@@ -31,8 +33,8 @@ import bpy
 from bpy.props import FloatProperty, IntProperty
 
 from . import bridge
-from .core.errors import InputError
-from .core.units import format_fraction
+from .core.common.errors import InputError
+from .core.common.units import format_fraction
 
 #: Name of the baked grid (Get Named Grid's "Name" in a node tree).
 GRID_NAME = "distance"
@@ -63,7 +65,7 @@ def openvdb_module():
 
 
 def write_band(band, path: str) -> None:
-    """Write a core.volume_grid.NarrowBand as a level-set .vdb file (module docstring)."""
+    """Write a core.geometry.volume_grid.NarrowBand as a level-set .vdb file (module docstring)."""
     vdb = openvdb_module()
     bg = np.float32(band.background)
     grid = vdb.FloatGrid(float(bg))
@@ -84,12 +86,13 @@ def write_band(band, path: str) -> None:
 
 
 def read_level_set(path: str, prefer: str = ""):
-    """The level set of a .vdb file as a core.volume_grid.DenseGrid (its active box, padded).
+    """The level set of a .vdb file as a core.geometry.volume_grid.DenseGrid (its active box,
+    padded).
 
     Takes the float level-set grid named ``prefer`` when there is one, else the first float level
     set, else a float grid named like a distance ("distance", "sdf", "surface"). Raises InputError
     when the file has none or it is too large to read."""
-    from .core.volume_grid import MAX_DENSE_VOXELS, DenseGrid
+    from .core.geometry.volume_grid import MAX_DENSE_VOXELS, DenseGrid
 
     vdb = openvdb_module()
     try:
@@ -178,7 +181,7 @@ class OBJECT_OT_neural_implicit_bake_volume(bpy.types.Operator):
         return True
 
     def execute(self, context):
-        from .core.volume_grid import default_voxel_size, implicit_band
+        from .core.geometry.volume_grid import default_voxel_size, implicit_band
 
         obj = context.active_object
         try:
@@ -268,13 +271,14 @@ class OBJECT_OT_neural_implicit_from_volume(bpy.types.Operator):
 
 
 def _train_on_grid(grid, settings, name: str):
-    """Train and check a network of ``grid`` (core.volume_grid.DenseGrid, the Volume's local frame)
-    in a child process, like every conversion (a crash there leaves Blender alive): the grid's zero
-    level set (marching cubes at its voxels) is converted as a mesh, so its exact distance is the
-    target and the result is checked against that surface. Returns ``(implicit, verification
-    dict, warnings)``; raises InputError (ConversionFailed, ChildDied ...) when it fails."""
-    from .core.child_process import ShapeInput, convert_in_child
-    from .core.volume_grid import grid_mesh
+    """Train and check a network of ``grid`` (core.geometry.volume_grid.DenseGrid, the Volume's
+    local frame) in a child process, like every conversion (a crash there leaves Blender alive): the
+    grid's zero level set (marching cubes at its voxels) is converted as a mesh, so its exact
+    distance is the target and the result is checked against that surface. Returns ``(implicit,
+    verification dict, warnings)``; raises InputError (ConversionFailed, ChildDied ...) when it
+    fails."""
+    from .core.conversion.child_process import ShapeInput, convert_in_child
+    from .core.geometry.volume_grid import grid_mesh
 
     grid.name = name
     mesh = grid_mesh(grid)

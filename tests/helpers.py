@@ -29,8 +29,8 @@ def tetrahedron():
 
 
 def icosphere(subdivisions=3, radius=1.0):
-    """A closed, outward-oriented sphere mesh built in code (core.mesh.icosphere)."""
-    from core.mesh import icosphere as make
+    """A closed, outward-oriented sphere mesh built in code (core.meshes.mesh.icosphere)."""
+    from core.meshes.mesh import icosphere as make
     return make(subdivisions, radius)
 
 
@@ -40,10 +40,10 @@ def trained_ball(n: int, radius: float = 0.5):
     (two threads on a busy 2-core machine spin-wait)."""
     import torch
 
-    from core.implicit import Architecture
-    from core.model import StackedMLP
-    from core.sampling import uniform_ball
-    from core.train import TrainConfig, train
+    from core.representation.implicit import Architecture
+    from core.samples.sampling import uniform_ball
+    from core.training.model import StackedMLP
+    from core.training.train import TrainConfig, train
 
     rng = np.random.default_rng(0)
     d = rng.standard_normal((n, 3))

@@ -1,13 +1,14 @@
-"""The hand-written step (core.backprop) against autograd: same loss, same gradients, same Adam."""
+"""The hand-written step (core.training.backprop) against autograd: same loss, same gradients, same
+Adam."""
 
 import numpy as np
 import pytest
 import torch
 
-from core.backprop import FlatStack, StackAdam, l1
-from core.implicit import Architecture
-from core.model import StackedMLP
-from core.refine import quantizer
+from core.representation.implicit import Architecture
+from core.training.backprop import FlatStack, StackAdam, l1
+from core.training.model import StackedMLP
+from core.training.refine import quantizer
 
 
 def _autograd(model, X, Y, q=None):

@@ -1,14 +1,14 @@
-"""Classical representations at a byte budget (core/baselines.py): bytes counted as documented,
-budgets respected, and the meshes they produce close to the source."""
+"""Classical representations at a byte budget (core/geometry/baselines.py): bytes counted as
+documented, budgets respected, and the meshes they produce close to the source."""
 
 import numpy as np
 import pytest
 
-from core.baselines import (GRID_HEADER_BYTES, TSDF_CELLS, decimate_to_bytes, encode_grid,
-                            grid_bytes, measure_implicit, measure_mesh, mesh_bytes,
-                            sdf_grid_to_bytes)
-from core.errors import InputError
-from core.mesh import load_mesh, mesh_from_arrays
+from core.common.errors import InputError
+from core.geometry.baselines import (GRID_HEADER_BYTES, TSDF_CELLS, decimate_to_bytes, encode_grid,
+                                     grid_bytes, measure_implicit, measure_mesh, mesh_bytes,
+                                     sdf_grid_to_bytes)
+from core.meshes.mesh import load_mesh, mesh_from_arrays
 from helpers import icosphere, mesh_path
 
 
@@ -113,7 +113,7 @@ def test_measure_implicit_of_an_exact_sphere_field():
 def test_surface_distances_report_where_the_hausdorff_distance_is():
     """A spike the approximation adds is found on the approximation; a spike of the reference that
     the approximation lacks, on the reference."""
-    from core.metrics import surface_distances, unit_transform
+    from core.geometry.metrics import surface_distances, unit_transform
 
     V, F = icosphere(3, 0.5)
     top = int(np.argmax(V[:, 2]))

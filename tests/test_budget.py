@@ -1,5 +1,6 @@
-"""Budget mode (core/budget.py) and its refinements (core/refine.py): the bytes fit, the network is
-as wide as fits, quantisation-aware training computes exactly what the file will hold."""
+"""Budget mode (core/training/budget.py) and its refinements (core/training/refine.py): the bytes
+fit, the network is as wide as fits, quantisation-aware training computes exactly what the file will
+hold."""
 
 import json
 
@@ -7,19 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from core import budget
-from core.budget import architecture_bytes, convert_to_budget, plan, widest
 from core.cli import main
-from core.convert import convert_mesh
-from core.errors import InputError
-from core.implicit import Architecture
-from core.mesh import mesh_from_arrays
-from core.model import StackedMLP
-from core.quantize import with_storage
-from core.convert import training_set
-from core.refine import ErrorResampler, Refinements, quantizer
-from core.sampling import SampleSet, SignedDistance
-from core.settings import ConversionSettings
+from core.common.errors import InputError
+from core.common.settings import ConversionSettings
+from core.meshes.mesh import mesh_from_arrays
+from core.representation.implicit import Architecture
+from core.representation.quantize import with_storage
+from core.samples.sampling import SampleSet, SignedDistance
+from core.training import budget
+from core.training.budget import architecture_bytes, convert_to_budget, plan, widest
+from core.training.convert import convert_mesh
+from core.training.convert import training_set
+from core.training.model import StackedMLP
+from core.training.refine import ErrorResampler, Refinements, quantizer
 from helpers import icosphere
 
 FAST = ConversionSettings(pool=100_000, samples=20_000, batch_size=1024, threads=1)
@@ -144,7 +145,7 @@ def test_resampling_candidates_include_surface_points():
     """resample_surface draws that share of the candidates on the surface, moved by a Gaussian of
     resample_sigma, with exact signed distances: on a sphere of radius 0.5 they lie in a shell a
     few sigma thick and their targets are |x| - 0.5."""
-    from core.convert import _resampler
+    from core.training.convert import _resampler
 
     V, F = icosphere(3, 0.5)
     mesh = mesh_from_arrays(V, F)

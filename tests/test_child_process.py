@@ -1,5 +1,6 @@
-"""core.child_process: a conversion in a child process gives the same network as in this process, and
-whatever happens to the child (killed, cancelled, orphaned, failing) the caller gets a clear outcome.
+"""core.conversion.child_process: a conversion in a child process gives the same network as in this
+process, and whatever happens to the child (killed, cancelled, orphaned, failing) the caller gets a
+clear outcome.
 """
 
 import json
@@ -13,12 +14,12 @@ import time
 import numpy as np
 import pytest
 
-from core.child_process import (PARENT_GONE_EXIT, ChildDied, ChildResult, ShapeInput, _start,
-                                _write_inputs, convert_in_child)
-from core.checked import convert_checked
-from core.errors import Cancelled, InputError
-from core.mesh import mesh_from_arrays
-from core.settings import ConversionSettings
+from core.common.errors import Cancelled, InputError
+from core.common.settings import ConversionSettings
+from core.conversion.checked import convert_checked
+from core.conversion.child_process import (PARENT_GONE_EXIT, ChildDied, ChildResult, ShapeInput, _start,
+                                           _write_inputs, convert_in_child)
+from core.meshes.mesh import mesh_from_arrays
 from helpers import ROOT, icosphere
 
 #: Small but passing the result check on a sphere (about 4 s in this process, 7 s in a child).
@@ -142,7 +143,7 @@ def test_a_child_that_exits_without_a_word_becomes_a_clear_error(tmp_path):
 
 
 def test_cancel_stops_the_child():
-    from core.progress import CancelToken
+    from core.common.progress import CancelToken
 
     token, pids, epochs = CancelToken(), [], []
 
@@ -183,8 +184,8 @@ def test_the_child_exits_when_its_parent_is_killed(tmp_path):
         import sys
         sys.path.insert(0, {ROOT!r})
         sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})
-        from core.child_process import ShapeInput, convert_in_child
-        from core.settings import ConversionSettings
+        from core.conversion.child_process import ShapeInput, convert_in_child
+        from core.common.settings import ConversionSettings
         from helpers import icosphere
         V, F = icosphere(2, 1.0)
         settings = ConversionSettings.from_dict({LONG.to_dict()!r})

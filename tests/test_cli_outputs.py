@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from core.errors import InputError
-from core.outputs import check_output
+from core.common.errors import InputError
+from core.common.outputs import check_output
 from helpers import PAPER_WEIGHTS, mesh_path
 from test_cli import SMALL, one_json, run
 

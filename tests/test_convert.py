@@ -5,13 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from core.convert import convert_mesh
-from core.errors import Cancelled, InputError
-from core.fileformat import load, save
-from core.mesh import load_mesh, mesh_from_arrays
-from core.metrics import inside_agreement, surface_error
-from core.progress import CancelToken
-from core.settings import ConversionSettings
+from core.common.errors import Cancelled, InputError
+from core.common.progress import CancelToken
+from core.common.settings import ConversionSettings
+from core.geometry.metrics import inside_agreement, surface_error
+from core.meshes.mesh import load_mesh, mesh_from_arrays
+from core.representation.fileformat import load, save
+from core.training.convert import convert_mesh
 from helpers import icosphere, mesh_path, shared_meshes
 
 SMALL = ConversionSettings(layers=4, hidden=16, pool=200_000, samples=40_000, epochs=4,

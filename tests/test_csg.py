@@ -1,6 +1,6 @@
-"""CSG between neural implicits (core/csg.py): the operations' formulas, volumes of remeshed results
-against the exact two-ball (lens) volumes, world-unit metric under object scale, the reference tracer
-on a CSG result, and the field protocol of core.remesh.
+"""CSG between neural implicits (core/geometry/csg.py): the operations' formulas, volumes of
+remeshed results against the exact two-ball (lens) volumes, world-unit metric under object scale,
+the reference tracer on a CSG result, and the field protocol of core.geometry.remesh.
 
 Analytic balls (duck-typed implicits, exact SDFs) check the machinery to tight tolerances; a small
 network trained on a ball (one torch thread, a few seconds) checks it on real, approximate SDFs.
@@ -12,12 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from core.csg import (OPERATIONS, SHELL, CSGShape, CSGStep, combine, csg, lens_volumes,
-                      smooth_min)
-from core.errors import InputError
-from core.implicit import Architecture
-from core.remesh import remesh
-from core.trace import TraceItem, look_at, perspective, trace
+from core.common.errors import InputError
+from core.geometry.csg import OPERATIONS, SHELL, CSGShape, CSGStep, combine, csg, lens_volumes, smooth_min
+from core.geometry.remesh import remesh
+from core.geometry.trace import TraceItem, look_at, perspective, trace
+from core.representation.implicit import Architecture
 
 import helpers
 from helpers import ROOT
@@ -296,9 +295,10 @@ def test_reference_tracer_on_a_csg_result_hits_the_exact_surface():
 
 
 def test_metrics_accept_a_csg_shape():
-    """core.metrics.surface_error measures a CSG result like an implicit (world = mesh frame)."""
-    from core.mesh import mesh_from_arrays
-    from core.metrics import surface_error
+    """core.geometry.metrics.surface_error measures a CSG result like an implicit (world = mesh
+    frame)."""
+    from core.geometry.metrics import surface_error
+    from core.meshes.mesh import mesh_from_arrays
     from helpers import icosphere
 
     V, F = icosphere(4, RADIUS)
@@ -316,10 +316,10 @@ import sys
 sys.modules["torch"] = None
 sys.path.insert(0, {str(ROOT)!r})
 import numpy as np
-from core.implicit import Architecture, Implicit
-from core.csg import csg
-from core.remesh import remesh
-from core.trace import trace, look_at, perspective
+from core.representation.implicit import Architecture, Implicit
+from core.geometry.csg import csg
+from core.geometry.remesh import remesh
+from core.geometry.trace import trace, look_at, perspective
 arch = Architecture(2, 8)
 rng = np.random.default_rng(0)
 W = [rng.normal(0, 0.5, s) for s in arch.layer_shapes()]

@@ -13,23 +13,23 @@ import numpy as np
 import pytest
 import torch
 
-from core.batch_train import BatchTrainer, convert_many, train_config
 from core.cli import main
-from core.convert import convert_mesh
+from core.common.errors import InputError
+from core.common.settings import ConversionSettings
+from core.conversion.batch_train import BatchTrainer, convert_many, train_config
 from core.dataset import (MANIFEST_NAME, ROW_KEYS, Manifest, convert_dir, find_meshes, make_row,
                           read_manifest)
-from core.errors import InputError
-from core.fileformat import load
-from core.implicit import Architecture
-from core.mesh import load_mesh
-from core.model import StackedMLP
-from core.settings import ConversionSettings
+from core.meshes.mesh import load_mesh
+from core.representation.fileformat import load
+from core.representation.implicit import Architecture
+from core.training.convert import convert_mesh
+from core.training.model import StackedMLP
 from helpers import ROOT, mesh_path
 
 SMALL = ConversionSettings(layers=4, hidden=16, pool=50_000, samples=10_000, epochs=4,
                            batch_size=1024, lr=1e-2, threads=1)
-#: Small but passing convert-dir's check against the source (core.verify) on every GOOD mesh:
-#: below this, networks collapse and every shape would be retried and fail.
+#: Small but passing convert-dir's check against the source (core.conversion.verify) on every GOOD
+#: mesh: below this, networks collapse and every shape would be retried and fail.
 CHECKED = ConversionSettings(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5,
                              batch_size=512, lr=1e-2, threads=1)
 CHECKED_FLAGS = ["--layers", "3", "--hidden", "32", "--pool", "200000", "--samples", "30000",
@@ -40,9 +40,9 @@ GOOD = {"a/decimated-knight.off": "decimated-knight.off", "a/b/43859.stl": "4385
 #: relative path -> content, and the start of the message it must fail with
 BAD = {"c/notes.obj": (b"these are my notes, not a mesh\n", "c/notes.obj: the mesh has no faces"),
        "empty.stl": (b"", "empty.stl: the file is empty")}
-#: Batched and one-at-a-time training run the same arithmetic (core/batch_train.py); on one machine
-#: the results are bit-identical. The stated tolerance leaves room for BLAS libraries whose batched
-#: products round differently: far below the spread between seeds (tens of percent).
+#: Batched and one-at-a-time training run the same arithmetic (core/conversion/batch_train.py); on
+#: one machine the results are bit-identical. The stated tolerance leaves room for BLAS libraries
+#: whose batched products round differently: far below the spread between seeds (tens of percent).
 SAME_SURFACE_ERROR_RTOL = 1e-3
 
 

@@ -13,14 +13,14 @@ import time
 import pytest
 
 from core.cli import main
+from core.common.errors import InputError
+from core.common.settings import ConversionSettings
 from core.dataset import (LOCK_NAME, MANIFEST_NAME, ROW_KEYS, OutputLock, convert_dir,
                           default_shape_timeout, make_row, read_manifest)
 from core.dataset.plan import _file_recipe
-from core.errors import InputError
-from core.fileformat import load
-from core.mesh import icosphere
-from core.mesh_io import write_mesh_file
-from core.settings import ConversionSettings
+from core.meshes.mesh import icosphere
+from core.meshes.mesh_io import write_mesh_file
+from core.representation.fileformat import load
 from helpers import ROOT
 from hostile.folders import hang_cases, output_cases, row_matches, write_sphere
 

@@ -1,13 +1,13 @@
-"""core.train.pick_device: 'auto' tries CUDA, then Apple's MPS, then the CPU; a failing MPS falls back
-to the CPU with a message and never raises. MPS is faked (monkeypatched availability, a failing
-transfer), so these run on any machine."""
+"""core.training.train.pick_device: 'auto' tries CUDA, then Apple's MPS, then the CPU; a failing MPS
+falls back to the CPU with a message and never raises. MPS is faked (monkeypatched availability, a
+failing transfer), so these run on any machine."""
 
 import pytest
 import torch
 
-from core.errors import InputError
-from core.settings import ConversionSettings
-from core.train import pick_device
+from core.common.errors import InputError
+from core.common.settings import ConversionSettings
+from core.training.train import pick_device
 
 
 @pytest.fixture
@@ -98,9 +98,9 @@ def test_mps_is_a_device_setting():
 def test_mps_failing_during_training_retrains_on_the_cpu(monkeypatch):
     """MPS that passes the probe but fails mid-training (an unsupported op, out of memory): the
     conversion trains again on the CPU and says so; it never ends in the exception."""
-    import core.convert as convert_module
-    import core.train as train_module
-    from core.mesh import icosphere, mesh_from_arrays
+    import core.training.convert as convert_module
+    import core.training.train as train_module
+    from core.meshes.mesh import icosphere, mesh_from_arrays
 
     monkeypatch.setattr(train_module, "pick_device", lambda name, notify=None: torch.device("mps"))
     real = convert_module._train_network

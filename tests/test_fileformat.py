@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import FileFormatError, InputError
-from core.fileformat import FORMAT_VERSION, from_bytes, load, save, to_bytes
-from core.implicit import Architecture
-from core.model import StackedMLP
-from core.quantize import with_storage
+from core.common.errors import FileFormatError, InputError
+from core.representation.fileformat import FORMAT_VERSION, from_bytes, load, save, to_bytes
+from core.representation.implicit import Architecture
+from core.representation.quantize import with_storage
+from core.training.model import StackedMLP
 
 
 def _implicit(arch=Architecture(), seed=0):

@@ -14,10 +14,10 @@ import h5py
 import numpy as np
 import pytest
 
-from core.errors import FileFormatError, InputError
-from core.fileformat import (MAX_FILE_BYTES, checksum, legacy_checksum, load, from_bytes, save,
-                             similarity_problem)
-from core.implicit import MAX_PARAMETERS, Architecture, Implicit
+from core.common.errors import FileFormatError, InputError
+from core.representation.fileformat import (MAX_FILE_BYTES, checksum, legacy_checksum, load, from_bytes, save,
+                                            similarity_problem)
+from core.representation.implicit import MAX_PARAMETERS, Architecture, Implicit
 from helpers import PAPER_WEIGHTS, ROOT
 from hostile.files import tiny_implicit
 
@@ -29,9 +29,9 @@ RUN_CASES = r"""
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), int(sys.argv[2])))
 from hostile.files import cases
-from core.errors import FileFormatError
-from core.fileformat import load
-from core.paper_import import load_paper_weights
+from core.common.errors import FileFormatError
+from core.representation.fileformat import load
+from core.representation.paper_import import load_paper_weights
 rows = []
 for c in cases(sys.argv[1]):
     t = time.perf_counter()
@@ -53,8 +53,8 @@ FUZZ = r"""
 import json, sys
 import numpy as np
 from hostile.files import tiny_implicit
-from core.errors import FileFormatError
-from core.fileformat import from_bytes, save
+from core.common.errors import FileFormatError
+from core.representation.fileformat import from_bytes, save
 path, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 save(tiny_implicit(), path)
 base = open(path, "rb").read()
@@ -135,7 +135,7 @@ def test_byte_flip_fuzz_loads_or_refuses(tmp_path):
 
 
 def test_keyboard_interrupt_is_not_swallowed(tmp_path, monkeypatch):
-    import core.fileformat as ff
+    import core.representation.fileformat as ff
     path = tmp_path / "a.h5"
     save(tiny_implicit(), path)
 
@@ -147,7 +147,7 @@ def test_keyboard_interrupt_is_not_swallowed(tmp_path, monkeypatch):
 
 
 def test_memory_error_becomes_one_line(tmp_path, monkeypatch):
-    import core.fileformat as ff
+    import core.representation.fileformat as ff
     path = tmp_path / "a.h5"
     save(tiny_implicit(), path)
 
@@ -208,13 +208,13 @@ def test_architecture_cap():
         Architecture(64, 4096)
     with pytest.raises(InputError, match="layers"):
         Architecture(True, 8)
-    from core.settings import ConversionSettings
+    from core.common.settings import ConversionSettings
     with pytest.raises(InputError, match="parameters"):
         ConversionSettings(layers=16, hidden=1024).validate().architecture
 
 
 def test_paper_release_files_still_import():
-    from core.paper_import import load_paper_weights
+    from core.representation.paper_import import load_paper_weights
     names = sorted(f for f in os.listdir(PAPER_WEIGHTS) if f.endswith(".h5"))
     assert len(names) == 5
     for name in names:

@@ -1,9 +1,10 @@
-"""core.frames without Blender: where an implicit object is placed, for similarities and others."""
+"""core.representation.frames without Blender: where an implicit object is placed, for similarities
+and others."""
 
 import numpy as np
 import pytest
 
-from core.frames import mean_scale, placement
+from core.representation.frames import mean_scale, placement
 
 
 def _rotation(seed):

@@ -48,7 +48,8 @@ def strict_json(path):
 
 @pytest.fixture(scope="module")
 def bunny_dir(tmp_path_factory):
-    """A mesh folder holding bunny.off alone (the quick recipe passes core.verify on it)."""
+    """A mesh folder holding bunny.off alone (the quick recipe passes core.conversion.verify on
+    it)."""
     if not BUNNY.exists():
         pytest.skip("needs ../shared/meshes/bunny.off")
     folder = tmp_path_factory.mktemp("meshes")
@@ -70,11 +71,11 @@ def quick_run(gc, bunny_dir, tmp_path_factory):
     """One --device cpu --quick run of the convert, budget and viewport steps. Budget mode's
     resampling pool is shrunk (1,000,000 candidates take a minute here) and the shader child is
     replaced (its own test below): what runs is the script's plumbing and the numpy tracer."""
-    import core.budget
+    import core.training.budget
 
     out = tmp_path_factory.mktemp("gpu") / "gpu_check.json"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(core.budget.REFINEMENTS, "resample_pool", 20_000)
+        mp.setitem(core.training.budget.REFINEMENTS, "resample_pool", 20_000)
         rc = run_main(gc, ["--device", "cpu", "--quick", "--mesh-dir", str(bunny_dir), "--out", str(out),
                            "--steps", "convert", "budget", "viewport"],
                       gpu_tracer=lambda ctx, h5, seconds: {"error": "shader child not run in this test"})
@@ -190,7 +191,7 @@ def test_results_section_renders_the_quick_run_but_shows_only_gpu_runs(quick_run
     tables = make_results.gpu_tables(d)
     assert "| default settings | bunny.off | 8x32 |" in tables
     assert "| budget mode, 30,000 B | bunny.off |" in tables
-    assert "| core.trace (numpy, CPU) | 48x27 |" in tables
+    assert "| core.geometry.trace (numpy, CPU) | 48x27 |" in tables
     assert "not measured: shader child not run in this test" in tables
     # a plumbing run is never shown as GPU figures; no file at all says the same
     assert make_results.gpu_check_section(str(out)).startswith(make_results.GPU_NOT_MEASURED)
@@ -209,10 +210,10 @@ def test_viewport_child_times_the_shader(tmp_path):
     """The shader child end to end at a tiny size: a frame time, or Blender's GPU error."""
     if importlib.util.find_spec("bpy") is None:
         pytest.skip("bpy is not installed")
-    from core.convert import convert_mesh
-    from core.fileformat import save
-    from core.mesh import load_mesh
-    from core.settings import ConversionSettings
+    from core.common.settings import ConversionSettings
+    from core.meshes.mesh import load_mesh
+    from core.representation.fileformat import save
+    from core.training.convert import convert_mesh
 
     result = convert_mesh(load_mesh(str(ROOT / "data" / "spot.obj")),
                           ConversionSettings(device="cpu", samples=5_000, pool=20_000, epochs=1))

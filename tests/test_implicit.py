@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.implicit import Architecture
-from core.model import StackedMLP
+from core.representation.implicit import Architecture
+from core.training.model import StackedMLP
 from helpers import ROOT
 
 ARCHS = [Architecture(), Architecture(4, 16, "sine"), Architecture(3, 24, "relu", 4),
@@ -51,7 +51,7 @@ def test_parameter_count_matches_the_paper():
 
 
 def test_frames_round_trip():
-    from core.mesh import normalization_transform
+    from core.meshes.mesh import normalization_transform
     V = np.random.default_rng(3).normal(size=(50, 3)) * 7 + 3
     imp = StackedMLP(Architecture(2, 8), 1).to_implicit(transform=normalization_transform(V))
     assert np.allclose(imp.to_mesh(imp.to_network(V)), V)
@@ -60,18 +60,18 @@ def test_frames_round_trip():
 
 def test_load_evaluate_and_remesh_without_torch(tmp_path):
     """Torch blocked in a subprocess: loading, evaluating, gradients and remeshing still work."""
-    from core.fileformat import save
+    from core.representation.fileformat import save
     path = tmp_path / "net.h5"
     save(StackedMLP(Architecture(2, 16)).to_implicit(), path)
     code = f"""
 import sys
 sys.modules['torch'] = None
-from core.fileformat import load
+from core.representation.fileformat import load
 import numpy as np
 imp = load({str(path)!r})
 Q = np.zeros((4, 3))
 imp.evaluate(Q); imp.gradient(Q)
-import core.remesh, core.trace, core.metrics, core.cli
+import core.geometry.remesh, core.geometry.trace, core.geometry.metrics, core.cli
 assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]
 print('ok')
 """

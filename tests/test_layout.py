@@ -1,5 +1,6 @@
 """The weight layout checked from one place, without Blender or a GPU: the viewport's generated GLSL
-(core/glsl.py) run in numpy over the packed texels (core/layout.py) equals Implicit.evaluate.
+(core/geometry/glsl.py) run in numpy over the packed texels (core/representation/layout.py) equals
+Implicit.evaluate.
 
 The GLSL is not re-implemented here: :func:`run_glsl` translates the generated text line by line into
 Python (the subset the generator emits: functions, ``for``/``if`` blocks, vec constructors, swizzles,
@@ -13,9 +14,10 @@ import re
 import numpy as np
 import pytest
 
-from core import glsl, layout
-from core.csg import csg
-from core.implicit import Architecture, Implicit
+from core.geometry import glsl
+from core.geometry.csg import csg
+from core.representation import layout
+from core.representation.implicit import Architecture, Implicit
 
 TYPES = r"(?:float|int|bool|vec3|vec4)"
 SWIZZLE = {"x": 0, "y": 1, "z": 2, "w": 3}
@@ -224,7 +226,7 @@ def test_glsl_csg_over_packed_texels_and_block_equals_numpy():
 def test_every_activation_has_a_glsl_form_and_one_int8_rule():
     """(The torch side of the int8 rule, refine.fake_quantized: tests/test_budget.py.)"""
     assert set(glsl.ACTIVATION_GLSL) == set(layout.ACTIVATIONS)
-    from core.quantize import quantized
+    from core.representation.quantize import quantized
     W = np.random.default_rng(4).normal(0, 1, (7, 5)).astype(np.float32)
     W[2] = 0.0
     Wq, scale = layout.int8_quantize(W)

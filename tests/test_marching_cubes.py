@@ -4,9 +4,9 @@ fields (sphere, torus, two spheres, a box, noise)."""
 import numpy as np
 import pytest
 
-from core.errors import InputError
-from core.marching_cubes import (CORNERS, EDGE_TABLE, EDGES, TRI_TABLE, argsort_keys, case_index,
-                                 grid_cells, marching_cubes, triangulate_cells, unique_keys)
+from core.common.errors import InputError
+from core.geometry.marching_cubes import (CORNERS, EDGE_TABLE, EDGES, TRI_TABLE, argsort_keys, case_index,
+                                          grid_cells, marching_cubes, triangulate_cells, unique_keys)
 
 
 # ----------------------------------------------------------------------------- helpers

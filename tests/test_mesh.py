@@ -6,9 +6,9 @@ import struct
 import numpy as np
 import pytest
 
-from core.errors import InputError
-from core.mesh import load_mesh, mesh_from_arrays, normalization_transform
-from core.mesh_io import read_mesh_file, write_mesh_file
+from core.common.errors import InputError
+from core.meshes.mesh import load_mesh, mesh_from_arrays, normalization_transform
+from core.meshes.mesh_io import read_mesh_file, write_mesh_file
 from helpers import MESHES, mesh_path, shared_meshes, tetrahedron
 
 # counts after welding, from ../shared/meshes/CATALOG.tsv

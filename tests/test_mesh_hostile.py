@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from core.errors import InputError
-from core.mesh import canonical_order, load_mesh, mesh_from_arrays
-from core.sampling import SignedDistance, importance_sample, surface_set, uniform_ball
+from core.common.errors import InputError
+from core.meshes.mesh import canonical_order, load_mesh, mesh_from_arrays
+from core.samples.sampling import SignedDistance, importance_sample, surface_set, uniform_ball
 from helpers import ROOT, icosphere, mesh_path
 from hostile.meshes import TET_F, TET_V, cases
 
@@ -36,8 +36,8 @@ def _run_child(code: str, timeout: float) -> str:
 
 _LOAD_ALL = """
 import json
-from core.errors import InputError
-from core.mesh import load_mesh
+from core.common.errors import InputError
+from core.meshes.mesh import load_mesh
 for path in {paths!r}:
     try:
         load_mesh(path)
@@ -111,7 +111,7 @@ def test_corrupted_files_never_escape_as_other_errors(tmp_path):
     (negative, huge, fractional, NaN, overflowing) in place of any count, index or coordinate in
     every format gives a mesh or an InputError, never another exception nor a memory blow-up."""
     from hostile.meshes import _tet_binary_ply, obj_text, ply_header
-    from core.mesh_io import write_mesh_file
+    from core.meshes.mesh_io import write_mesh_file
     V, F = icosphere(1, 1.0)
     sources = {".obj": obj_text(V, F), ".ply": _tet_binary_ply("<"), ".bply": _tet_binary_ply(">")}
     for ext in (".off", ".stl"):
@@ -172,9 +172,9 @@ def test_bad_array_input_is_an_input_error():
 
 _SAMPLING_HOSTILE = """
 import numpy as np
-from core.errors import InputError
-from core.mesh import icosphere
-from core.sampling import SignedDistance, importance_sample, surface_set
+from core.common.errors import InputError
+from core.meshes.mesh import icosphere
+from core.samples.sampling import SignedDistance, importance_sample, surface_set
 V, F = icosphere(2, 0.5)
 w = np.zeros(len(V)); w[0] = 1.0
 calls = {
@@ -215,7 +215,7 @@ def test_sampling_never_loops_forever():
 def test_low_acceptance_falls_back_to_exact_draws(monkeypatch):
     """When rejection rounds run out, the rest is drawn by direct resampling of the whole pool:
     the same distribution (|d| histogram against the reweighted pool, as in test_sampling)."""
-    import core.sampling as sampling
+    import core.samples.sampling as sampling
     monkeypatch.setattr(sampling, "MAX_REJECTION_ROUNDS", 0)
     V, F = icosphere(3, 0.5)
     sd = SignedDistance(V, F)
@@ -292,8 +292,8 @@ def test_canonical_order_keeps_geometry_and_orientation():
 
 def test_permuted_input_gives_the_same_samples_and_network():
     """Samples (with painted importance) and a tiny conversion are bit-identical for a permuted copy."""
-    from core.convert import convert_mesh, training_set
-    from core.settings import ConversionSettings
+    from core.common.settings import ConversionSettings
+    from core.training.convert import convert_mesh, training_set
     V, F, w = _knight()
     s = ConversionSettings(samples=20_000, pool=200_000, epochs=2, layers=2, hidden=16, threads=1,
                            importance_strength=5.0)

@@ -1,7 +1,8 @@
 """Every rule is defined once: the command line, the file's metadata, the training knobs, budget
 mode's and sizing's overrides and the remesh resolutions are all derived from core's descriptions
-(ConversionSettings, core.checked.SizeMode, core.remesh's constants); a hand-made copy fails here.
-The add-on's side is checked in real Blender (tests/addon/test_addon_menus.py)."""
+(ConversionSettings, core.conversion.checked.SizeMode, core.geometry.remesh's constants); a
+hand-made copy fails here. The add-on's side is checked in real Blender
+(tests/addon/test_addon_menus.py)."""
 
 import argparse
 import ast
@@ -10,14 +11,14 @@ from dataclasses import fields
 
 import pytest
 
-from core import budget, sizing
-from core.checked import SizeMode
 from core.cli import build_parser
-from core.convert import conversion_metadata
-from core.mesh import mesh_from_arrays
-from core.remesh import DEFAULT_RESOLUTION, INTERACTIVE_RESOLUTION, MAX_RESOLUTION, MIN_RESOLUTION
-from core.settings import ConversionSettings
-from core.train import TrainConfig
+from core.common.settings import ConversionSettings
+from core.conversion.checked import SizeMode
+from core.geometry.remesh import DEFAULT_RESOLUTION, INTERACTIVE_RESOLUTION, MAX_RESOLUTION, MIN_RESOLUTION
+from core.meshes.mesh import mesh_from_arrays
+from core.training import budget, sizing
+from core.training.convert import conversion_metadata
+from core.training.train import TrainConfig
 from helpers import ROOT
 
 SETTINGS = {f.name: f for f in fields(ConversionSettings)}
@@ -88,7 +89,7 @@ def test_remesh_resolutions_come_from_core_remesh():
 
 def test_no_literal_resolution_elsewhere():
     """No module sets a resolution default of its own: keyword arguments and properties named
-    like a resolution take core.remesh's constants."""
+    like a resolution take core.geometry.remesh's constants."""
     bad = []
     for top in ("core", "neural_implicit_addon"):
         for folder, _, files in os.walk(os.path.join(ROOT, top)):

@@ -4,11 +4,11 @@ recorded; a remesh too coarse to keep them apart says so; touching or overlappin
 import numpy as np
 import pytest
 
-from core.checked import convert_checked
-from core.mesh import mesh_from_arrays
-from core.openness import detect
-from core.remesh import gap_warning, remesh
-from core.settings import ConversionSettings
+from core.common.settings import ConversionSettings
+from core.conversion.checked import convert_checked
+from core.geometry.remesh import gap_warning, remesh
+from core.meshes.mesh import mesh_from_arrays
+from core.samples.openness import detect
 
 SMALL = ConversionSettings(layers=3, hidden=32, pool=200_000, samples=40_000, epochs=6,
                            batch_size=1024, lr=1e-2, threads=1)
@@ -66,10 +66,11 @@ def test_a_remesh_too_coarse_for_the_gap_warns():
     assert remesh(one.implicit, 32).stats["warnings"] == []
 
 
-# ---------------------------------------------------------------- gap samples (core/gaps.py)
+# ---------------------------------------------------------------- gap samples
+# (core/samples/gaps.py)
 
 def _training_set(mesh, **changes):
-    from core.convert import training_set
+    from core.training.convert import training_set
 
     m = mesh.transformed(mesh.normalization())
     return training_set(m, SMALL.replace(**changes), np.random.default_rng(0))
@@ -116,7 +117,7 @@ def test_one_part_and_far_apart_parts_get_no_gap_samples():
 def test_the_resolution_for_a_gap_is_the_one_the_warning_accepts():
     from types import SimpleNamespace
 
-    from core.gaps import resolution_for, resolution_for_gap
+    from core.samples.gaps import resolution_for, resolution_for_gap
 
     for gap in (0.0045, 0.009, 0.02, 0.1):
         shape = SimpleNamespace(metadata={"surface": {"openness": {"finest_gap": gap}}})
@@ -133,7 +134,7 @@ class _ExactField:
     """A stand-in network: the exact signed distance of a mesh (mesh frame)."""
 
     def __init__(self, mesh):
-        from core.sampling import SignedDistance
+        from core.samples.sampling import SignedDistance
 
         self.sd = SignedDistance(mesh.V, mesh.F)
 
@@ -142,7 +143,7 @@ class _ExactField:
 
 
 def test_a_network_that_joins_parts_is_reported():
-    from core.gaps import joined_parts
+    from core.samples.gaps import joined_parts
 
     mesh = boxes(0.02)
     apart = joined_parts(_ExactField(mesh), mesh)

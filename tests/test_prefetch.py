@@ -1,5 +1,5 @@
-"""Sampling beside torch's import (core.prefetch): the forked sampler returns what sampling here
-returns, forwards progress, passes errors on, survives a dead child and obeys cancel."""
+"""Sampling beside torch's import (core.training.prefetch): the forked sampler returns what sampling
+here returns, forwards progress, passes errors on, survives a dead child and obeys cancel."""
 
 import os
 import subprocess
@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from core import prefetch
-from core.convert import training_set
-from core.errors import Cancelled, InputError
-from core.mesh import load_mesh
-from core.progress import CancelToken
-from core.settings import ConversionSettings
+from core.common.errors import Cancelled, InputError
+from core.common.progress import CancelToken
+from core.common.settings import ConversionSettings
+from core.meshes.mesh import load_mesh
+from core.training import prefetch
+from core.training.convert import training_set
 from helpers import ROOT, mesh_path
 
 forks = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked path is Linux's")
@@ -72,7 +72,7 @@ def test_forked_sampler_cancels_at_once():
 def test_a_conversion_without_torch_loaded_overlaps_and_imports_it():
     """The real path: a fresh interpreter, torch not yet imported when sampling starts."""
     code = ("import sys, numpy as np\n"
-            "from core.prefetch import sample_beside_torch\n"
+            "from core.training.prefetch import sample_beside_torch\n"
             "assert 'torch' not in sys.modules\n"
             "r = sample_beside_torch(lambda p, c: np.arange(5), None, None)\n"
             "assert 'torch' in sys.modules and list(r) == [0, 1, 2, 3, 4]\n"

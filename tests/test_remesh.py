@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from core.errors import Cancelled, InputError
-from core.implicit import Architecture, Implicit
-from core.mesh_io import read_mesh_file, write_mesh_file
-from core.progress import CancelToken
-from core.remesh import COARSE_RESOLUTION, SURFACE_SAFETY, remesh
+from core.common.errors import Cancelled, InputError
+from core.common.progress import CancelToken
+from core.geometry.remesh import COARSE_RESOLUTION, SURFACE_SAFETY, remesh
+from core.meshes.mesh_io import read_mesh_file, write_mesh_file
+from core.representation.implicit import Architecture, Implicit
 
 from helpers import ROOT
 
@@ -29,8 +29,8 @@ def fit(sdf, arch, epochs, seed=0):
     """A network trained on an analytic SDF in a few seconds: uniform ball points plus a shell."""
     import torch
 
-    from core.model import StackedMLP
-    from core.train import TrainConfig, train
+    from core.training.model import StackedMLP
+    from core.training.train import TrainConfig, train
 
     rng = np.random.default_rng(seed)
     U = rng.normal(size=(16000, 3))
@@ -176,7 +176,7 @@ def test_separate_thin_plate_between_coarser_grid_points_equals_dense():
 def test_fast_evaluator_equals_implicit_evaluate():
     """The remesher's evaluator: bit for bit ``Implicit.evaluate`` on batches of whole row blocks,
     within 1e-6 on any batch, and a point's value independent of the batch it is evaluated in."""
-    from core.remesh_eval import ROW_BLOCK, fast_evaluator
+    from core.geometry.remesh_eval import ROW_BLOCK, fast_evaluator
 
     rng = np.random.default_rng(3)
     X = rng.uniform(-1.2, 1.2, (20 * ROW_BLOCK + 17, 3))
@@ -198,7 +198,7 @@ def test_fast_evaluator_equals_implicit_evaluate():
 def test_fast_evaluator_leaves_overflow_and_other_fields_to_their_own_evaluate():
     from hostile import networks
 
-    from core.remesh_eval import fast_evaluator
+    from core.geometry.remesh_eval import fast_evaluator
 
     assert fast_evaluator(Analytic(sphere_sdf)) is None
     huge = networks.overflow_relu()
@@ -314,8 +314,8 @@ import sys
 for name in ('torch', 'igl', 'scipy', 'skimage'):
     sys.modules[name] = None
 import numpy as np
-from core.implicit import Architecture, Implicit
-from core.remesh import COARSE_RESOLUTION, remesh
+from core.representation.implicit import Architecture, Implicit
+from core.geometry.remesh import COARSE_RESOLUTION, remesh
 rng = np.random.default_rng(0)
 arch = Architecture(2, 8)
 W = [rng.normal(size=s).astype(np.float32) for s in arch.layer_shapes()]

@@ -15,12 +15,12 @@ import warnings
 import numpy as np
 import pytest
 
-from core.csg import MAX_DEPTH, MAX_LEAVES, CSGShape, CSGStep, csg
-from core.errors import InputError
-from core.fileformat import load
-from core.marching_cubes import marching_cubes
-from core.remesh import remesh
-from core.trace import MAX_PIXELS, look_at, perspective, trace
+from core.common.errors import InputError
+from core.geometry.csg import MAX_DEPTH, MAX_LEAVES, CSGShape, CSGStep, csg
+from core.geometry.marching_cubes import marching_cubes
+from core.geometry.remesh import remesh
+from core.geometry.trace import MAX_PIXELS, look_at, perspective, trace
+from core.representation.fileformat import load
 
 from helpers import ROOT
 from hostile import networks
@@ -36,9 +36,9 @@ sys.path.insert(0, {root!r})
 sys.path.insert(0, {root!r} + "/tests")
 from peak_memory import peak_mb
 warnings.simplefilter("ignore")           # float32 overflow warnings are the point of these files
-from core.errors import InputError
-from core.fileformat import load
-from core.remesh import remesh
+from core.common.errors import InputError
+from core.representation.fileformat import load
+from core.geometry.remesh import remesh
 try:
     r = remesh(load({path!r}), {resolution})
     out = {{"ok": True, "faces": len(r.F), "vertices": len(r.V)}}
@@ -95,7 +95,7 @@ def test_wide_network_remeshes_in_bounded_memory(hostile):
 
 def test_streamed_refinement_equals_one_batch(monkeypatch):
     """Slabs share the plane between them; carried values must give the mesh one batch gives."""
-    import core.remesh as rm
+    import core.geometry.remesh as rm
 
     ball = networks.wide_ball(hidden=64)
     whole = remesh(ball, 64)
@@ -153,7 +153,7 @@ def test_trace_bounds_image_size():
 
 
 def test_trace_in_tiles_equals_one_tile(monkeypatch):
-    import core.trace as tr
+    import core.geometry.trace as tr
 
     V, P = camera()
     ball = networks.wide_ball(hidden=64)

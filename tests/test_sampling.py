@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from core.mesh import load_mesh, mesh_from_arrays
-from core.sampling import SignedDistance, importance_sample, sample_surface, uniform_ball
+from core.meshes.mesh import load_mesh, mesh_from_arrays
+from core.samples.sampling import SignedDistance, importance_sample, sample_surface, uniform_ball
 from helpers import icosphere, mesh_path
 
 
@@ -138,7 +138,7 @@ def test_surface_samples_lie_on_the_surface():
 def test_near_surface_samples_follow_painted_importance():
     """Surface points are drawn with density ∝ 1 + strength · importance: with one half painted and
     strength 4, the painted half holds (1 + 4) / (2 + 4) of the points."""
-    from core.sampling import surface_set
+    from core.samples.sampling import surface_set
     V, F = icosphere(3, 0.5)
     w = (V[:, 0] > 0).astype(float)
     S = surface_set(SignedDistance(V, F, w), 40_000, np.random.default_rng(0), sigma=0.0,

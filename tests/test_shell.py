@@ -7,17 +7,17 @@ import sys
 import numpy as np
 import pytest
 
-from core.checked import convert_checked
-from core.errors import InputError
-from core.implicit import Implicit
-from core.metrics import surface_distances
-from core.mesh import mesh_from_arrays
-from core.openness import boundary_edge_count, component_count, detect
-from core.remesh import remesh
-from core.sampling import SignedDistance, importance_sample
-from core.settings import ConversionSettings
-from core.shell import ShellDistance, sheet_of, trained_thickness
-from core.verify import verify
+from core.common.errors import InputError
+from core.common.settings import ConversionSettings
+from core.conversion.checked import convert_checked
+from core.conversion.verify import verify
+from core.geometry.metrics import surface_distances
+from core.geometry.remesh import remesh
+from core.meshes.mesh import mesh_from_arrays
+from core.representation.implicit import Implicit
+from core.samples.openness import boundary_edge_count, component_count, detect
+from core.samples.sampling import SignedDistance, importance_sample
+from core.samples.shell import ShellDistance, sheet_of, trained_thickness
 from helpers import ROOT, icosphere
 
 TINY = ConversionSettings(layers=3, hidden=32, samples=30_000, pool=200_000, epochs=5, lr=0.01,

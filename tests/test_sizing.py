@@ -1,5 +1,5 @@
-"""Error-driven sizing (core/sizing.py): the search stops at the first size that reaches the target,
-keeps the best when none does, and records what it tried."""
+"""Error-driven sizing (core/training/sizing.py): the search stops at the first size that reaches
+the target, keeps the best when none does, and records what it tried."""
 
 import json
 
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.errors import Cancelled, InputError
-from core.mesh import mesh_from_arrays
-from core.progress import CancelToken
-from core.settings import ConversionSettings
-from core.sizing import convert_to_target_error
+from core.common.errors import Cancelled, InputError
+from core.common.progress import CancelToken
+from core.common.settings import ConversionSettings
+from core.meshes.mesh import mesh_from_arrays
+from core.training.sizing import convert_to_target_error
 from helpers import icosphere
 
 FAST = ConversionSettings(pool=100_000, samples=20_000, epochs=4, batch_size=1024, lr=1e-2,
@@ -77,7 +77,7 @@ def test_progress_messages_name_the_size_being_trained():
 
 
 def test_cli_target_error(tmp_path, capsys):
-    from core.mesh_io import write_mesh_file
+    from core.meshes.mesh_io import write_mesh_file
     out, src = tmp_path / "t.h5", tmp_path / "sphere.obj"
     V, F = icosphere(3, 1.0)
     write_mesh_file(str(src), V, F)        # a shape a small rung learns in a few epochs
@@ -94,9 +94,9 @@ def test_cli_target_error(tmp_path, capsys):
 def test_a_network_without_surface_never_counts_as_accurate():
     """A collapsed network (field positive everywhere) can have a small surface error; the search
     must rank it below every network that has a surface."""
-    from core.convert import ConversionResult
-    from core.implicit import Architecture, Implicit
-    from core.sizing import _measure
+    from core.representation.implicit import Architecture, Implicit
+    from core.training.convert import ConversionResult
+    from core.training.sizing import _measure
 
     arch = Architecture(1, 4)
     shapes = arch.layer_shapes()

@@ -1,4 +1,5 @@
-"""The numpy reference sphere tracer (core/trace.py) against analytic spheres and ellipsoids.
+"""The numpy reference sphere tracer (core/geometry/trace.py) against analytic spheres and
+ellipsoids.
 
 An analytic signed distance (duck-typed like an Implicit) checks the camera model and the stepping
 rule exactly; a small network trained on a sphere checks the tracer on a real, approximate SDF.
@@ -13,9 +14,9 @@ import zlib
 import numpy as np
 import pytest
 
-from core.errors import InputError
-from core.trace import (SELECTED_SRGB, TraceItem, TraceSettings, item_frames, look_at,
-                        orthographic, perspective, pixel_ndc, save_png, trace)
+from core.common.errors import InputError
+from core.geometry.trace import (SELECTED_SRGB, TraceItem, TraceSettings, item_frames, look_at, orthographic,
+                                 perspective, pixel_ndc, save_png, trace)
 
 import helpers
 
@@ -243,8 +244,8 @@ import sys
 sys.modules['torch'] = None
 sys.path.insert(0, {ROOT!r})
 import numpy as np
-from core.implicit import Architecture, Implicit
-from core.trace import trace, look_at, perspective, save_png
+from core.representation.implicit import Architecture, Implicit
+from core.geometry.trace import trace, look_at, perspective, save_png
 rng = np.random.default_rng(0)
 arch = Architecture(layers=2, hidden=8)
 W = [rng.normal(0, 0.5, s) for s in arch.layer_shapes()]

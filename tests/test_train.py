@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import Cancelled
-from core.implicit import Architecture
-from core.model import StackedMLP
-from core.progress import CancelToken
-from core.train import CANCEL_EVERY_STEPS, TrainConfig, _lr_factor, l1_loss, train
+from core.common.errors import Cancelled
+from core.common.progress import CancelToken
+from core.representation.implicit import Architecture
+from core.training.model import StackedMLP
+from core.training.train import CANCEL_EVERY_STEPS, TrainConfig, _lr_factor, l1_loss, train
 
 
 def _sphere_data(n=20000, seed=0):

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from core.checked import ConversionFailed, SizeMode, convert_checked
-from core.errors import InputError
-from core.jsonsafe import dumps, finite_or_none
-from core.mesh import mesh_from_arrays
-from core.settings import ConversionSettings
-from core.units import format_fraction
-from core.verify import boundary_edge_count, verify
+from core.common.errors import InputError
+from core.common.jsonsafe import dumps, finite_or_none
+from core.common.settings import ConversionSettings
+from core.common.units import format_fraction
+from core.conversion.checked import ConversionFailed, SizeMode, convert_checked
+from core.conversion.verify import boundary_edge_count, verify
+from core.meshes.mesh import mesh_from_arrays
 from helpers import icosphere, trained_ball
 from hostile.networks import constant, negated, overflow_relu
 

@@ -1,19 +1,18 @@
-"""Narrow-band level sets from implicits and training data from level sets (core/volume_grid.py):
-the band holds every voxel within it and exact values, closes at the network's ball, finds blocks a
-coarse test misses, refuses oversized grids; training data reproduces the grid in the band and a
-signed distance beyond it."""
+"""Narrow-band level sets from implicits and training data from level sets
+(core/geometry/volume_grid.py): the band holds every voxel within it and exact values, closes at the
+network's ball, finds blocks a coarse test misses, refuses oversized grids; training data reproduces
+the grid in the band and a signed distance beyond it."""
 
 import numpy as np
 import pytest
 
-from core.errors import InputError
-from core.mesh import load_mesh
-from core.metrics import surface_distances
-from core.paper_import import load_paper_weights
-from core.remesh import remesh
-from core.volume_grid import (BLOCK, MAX_VOXELS_PER_AXIS, DenseGrid, band_to_dense,
-                              default_voxel_size, grid_mesh, implicit_band,
-                              level_set_band)
+from core.common.errors import InputError
+from core.geometry.metrics import surface_distances
+from core.geometry.remesh import remesh
+from core.geometry.volume_grid import (BLOCK, MAX_VOXELS_PER_AXIS, DenseGrid, band_to_dense,
+                                       default_voxel_size, grid_mesh, implicit_band, level_set_band)
+from core.meshes.mesh import load_mesh
+from core.representation.paper_import import load_paper_weights
 
 
 PAPER = "/work/shared/paper-weights/50736_sf.h5"
@@ -67,7 +66,7 @@ def test_band_holds_every_voxel_near_the_surface_with_exact_values(stretch):
 
 def test_band_of_a_paper_network_meshes_like_its_remesh():
     """The band of a real network (a paper network, 8 x 32) at remesh's lattice gives the same
-    surface as core.remesh at that resolution, and its values are the network's own."""
+    surface as core.geometry.remesh at that resolution, and its values are the network's own."""
     mesh = load_mesh(PAPER_MESH)
     implicit = load_paper_weights(PAPER, mesh)
     h = default_voxel_size(implicit)

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import Cancelled, InputError
+from ..common.errors import Cancelled, InputError
 from . import convert, convert_dir, demo, error, import_paper, info, remesh
 from .output import EXIT_BAD_INPUT, EXIT_INTERRUPTED, fail
 

@@ -4,8 +4,8 @@ import sys
 
 import numpy as np
 
-from ..errors import InputError
-from ..outputs import check_output
+from ..common.errors import InputError
+from ..common.outputs import check_output
 from .flags import add_settings_arguments, add_size_arguments, settings_from_args, size_from_args
 from .output import accuracy_lines, emit, progress_bar, warn
 
@@ -24,10 +24,10 @@ def arguments(c) -> None:
 
 
 def run(args) -> int:
-    from ..checked import convert_checked
-    from ..fileformat import save
-    from ..mesh import load_mesh
-    from ..shell import describe
+    from ..conversion.checked import convert_checked
+    from ..meshes.mesh import load_mesh
+    from ..representation.fileformat import save
+    from ..samples.shell import describe
 
     settings = settings_from_args(args)
     check_output(args.output, [args.mesh, args.importance], kind="implicit", overwrite=args.overwrite)

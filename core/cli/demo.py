@@ -2,7 +2,7 @@
 
 import os
 
-from ..units import format_fraction
+from ..common.units import format_fraction
 from .flags import add_resolution_argument, add_settings_arguments, settings_from_args
 from .output import accuracy_lines, emit, progress_bar, warn
 
@@ -23,12 +23,12 @@ def run(args) -> int:
     """Convert the bundled spot.obj with default settings, remesh it, print what it cost."""
     import tempfile
 
-    from ..checked import convert_checked
-    from ..fileformat import save
-    from ..mesh import load_mesh
-    from ..mesh_io import write_mesh_file
-    from ..metrics import surface_distances
-    from ..remesh import remesh
+    from ..conversion.checked import convert_checked
+    from ..geometry.metrics import surface_distances
+    from ..geometry.remesh import remesh
+    from ..meshes.mesh import load_mesh
+    from ..meshes.mesh_io import write_mesh_file
+    from ..representation.fileformat import save
 
     path = os.path.normpath(args.mesh or DEMO_MESH)
     out_dir = args.output_dir or tempfile.mkdtemp(prefix="neural-implicit-demo-")

@@ -1,6 +1,6 @@
 """``python -m core error``: surface error, Chamfer and Hausdorff of a neural implicit against a mesh."""
 
-from ..units import format_fraction
+from ..common.units import format_fraction
 from .flags import add_resolution_argument
 from .output import emit
 
@@ -16,8 +16,8 @@ def arguments(c) -> None:
 
 def measure(imp, mesh, resolution: int) -> dict:
     """Surface error, Chamfer and Hausdorff of an implicit against its source mesh."""
-    from ..metrics import inside_agreement, surface_distances, surface_error
-    from ..remesh import remesh
+    from ..geometry.metrics import inside_agreement, surface_distances, surface_error
+    from ..geometry.remesh import remesh
 
     r = remesh(imp, resolution=resolution)
     dist = surface_distances(mesh, r.V, r.F)
@@ -26,8 +26,8 @@ def measure(imp, mesh, resolution: int) -> dict:
 
 
 def run(args) -> int:
-    from ..fileformat import load
-    from ..mesh import load_mesh
+    from ..meshes.mesh import load_mesh
+    from ..representation.fileformat import load
 
     imp = load(args.file)
     mesh = load_mesh(args.mesh)

@@ -3,7 +3,7 @@
 import argparse
 from dataclasses import fields
 
-from ..settings import ConversionSettings
+from ..common.settings import ConversionSettings
 
 
 def add_settings_arguments(p: argparse.ArgumentParser):
@@ -19,8 +19,9 @@ def add_settings_arguments(p: argparse.ArgumentParser):
 
 
 def add_size_arguments(p: argparse.ArgumentParser):
-    """--target-error and --budget-bytes, from core.checked.SizeMode (neither: a fixed size)."""
-    from ..checked import SizeMode
+    """--target-error and --budget-bytes, from core.conversion.checked.SizeMode (neither: a fixed
+    size)."""
+    from ..conversion.checked import SizeMode
     for f in fields(SizeMode):
         if f.name != "mode":
             p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None,
@@ -29,8 +30,8 @@ def add_size_arguments(p: argparse.ArgumentParser):
 
 
 def add_resolution_argument(p: argparse.ArgumentParser, help: str):
-    """--resolution, with core.remesh's default and range (checked before any work)."""
-    from ..remesh import DEFAULT_RESOLUTION, MAX_RESOLUTION, MIN_RESOLUTION
+    """--resolution, with core.geometry.remesh's default and range (checked before any work)."""
+    from ..geometry.remesh import DEFAULT_RESOLUTION, MAX_RESOLUTION, MIN_RESOLUTION
 
     def resolution(text: str) -> int:
         value = int(text)
@@ -43,8 +44,8 @@ def add_resolution_argument(p: argparse.ArgumentParser, help: str):
 
 
 def size_from_args(args):
-    """The core.checked.SizeMode the size flags ask for."""
-    from ..checked import SizeMode
+    """The core.conversion.checked.SizeMode the size flags ask for."""
+    from ..conversion.checked import SizeMode
     return SizeMode.of(args.target_error, args.budget_bytes)
 
 

@@ -1,7 +1,7 @@
 """``python -m core import-paper``: a network of the paper's release (Keras .h5) as our .h5."""
 
-from ..outputs import check_output
-from ..units import format_fraction
+from ..common.outputs import check_output
+from ..common.units import format_fraction
 from .output import emit, warn
 
 NAME = "import-paper"
@@ -17,10 +17,10 @@ def arguments(c) -> None:
 
 
 def run(args) -> int:
-    from ..fileformat import save
-    from ..mesh import load_mesh
-    from ..paper_import import load_paper_weights
-    from ..verify import verify
+    from ..conversion.verify import verify
+    from ..meshes.mesh import load_mesh
+    from ..representation.fileformat import save
+    from ..representation.paper_import import load_paper_weights
 
     check_output(args.output, [args.file, args.mesh], kind="implicit", overwrite=args.overwrite)
     mesh = load_mesh(args.mesh) if args.mesh else None
@@ -28,7 +28,7 @@ def run(args) -> int:
     d = {"output": args.output, "parameters": imp.parameters, "warnings": []}
     lines = []
     if mesh is not None:
-        from ..metrics import surface_error
+        from ..geometry.metrics import surface_error
         d["surface_error"] = imp.metadata["surface_error"] = surface_error(imp, mesh)
         v = verify(imp, mesh)
         d["verification"] = imp.metadata["verification"] = v.to_dict()

@@ -2,7 +2,7 @@
 
 import os
 
-from ..units import format_fraction
+from ..common.units import format_fraction
 from .output import emit
 
 NAME = "info"
@@ -14,7 +14,7 @@ def arguments(c) -> None:
 
 
 def run(args) -> int:
-    from ..fileformat import FORMAT_VERSION, load
+    from ..representation.fileformat import FORMAT_VERSION, load
 
     imp = load(args.file)
     d = {"file": args.file, "bytes": os.path.getsize(args.file), "format_version": FORMAT_VERSION,

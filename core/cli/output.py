@@ -5,16 +5,17 @@ import json
 import sys
 import time
 
-from .. import jsonsafe
-from ..progress import Progress, describe
-from ..units import format_fraction
+from ..common import jsonsafe
+from ..common.progress import Progress, describe
+from ..common.units import format_fraction
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
 class ProgressBar:
-    """Draws core.progress.Progress records as a one-line bar on stderr (only on a terminal)."""
+    """Draws core.common.progress.Progress records as a one-line bar on stderr (only on a
+    terminal)."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled

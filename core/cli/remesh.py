@@ -1,6 +1,6 @@
 """``python -m core remesh``: a triangle mesh from a neural implicit (marching cubes)."""
 
-from ..outputs import check_output
+from ..common.outputs import check_output
 from .flags import add_resolution_argument
 from .output import emit, progress_bar, warn
 
@@ -19,10 +19,10 @@ def arguments(c) -> None:
 
 
 def run(args) -> int:
-    from ..fileformat import load
-    from ..mesh_io import write_mesh_file
-    from ..remesh import remesh
-    from ..shell import sheet_of
+    from ..geometry.remesh import remesh
+    from ..meshes.mesh_io import write_mesh_file
+    from ..representation.fileformat import load
+    from ..samples.shell import sheet_of
 
     check_output(args.output, [args.file], kind="mesh", overwrite=args.overwrite)
     imp = load(args.file)

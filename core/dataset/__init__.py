@@ -1,15 +1,17 @@
 """Whole folders of meshes to neural implicits: resumable, with sampling beside batched training.
 
 ``convert_dir(IN_DIR, OUT_DIR, settings)`` converts every mesh under IN_DIR (recursively; the formats
-core.mesh_io reads) to ``OUT_DIR/<relative path>.h5`` (``chairs/a.obj`` -> ``chairs/a.obj.h5``, so
-``a.obj`` and ``a.stl`` never collide), with the file format, settings and metadata of ``convert``.
+core.meshes.mesh_io reads) to ``OUT_DIR/<relative path>.h5`` (``chairs/a.obj`` ->
+``chairs/a.obj.h5``, so ``a.obj`` and ``a.stl`` never collide), with the file format, settings and
+metadata of ``convert``.
 
 Pipeline (engine "local"): worker processes load and sample meshes (CPU, libigl) ahead of the
 trainers; each trainer (a thread of this process, on the CPU or the GPU) trains up to
-``shapes_per_batch`` shapes at once (core.batch_train.BatchTrainer); workers then measure the
-surface error, check the network against its source (core.verify; a closed mesh that fails is
-converted again alone with the next seeds) and write each file under a temporary name, renamed when
-complete (core.fileformat.save). Engine "ray" runs the same steps as Ray tasks and actors.
+``shapes_per_batch`` shapes at once (core.conversion.batch_train.BatchTrainer); workers then measure
+the surface error, check the network against its source (core.conversion.verify; a closed mesh that
+fails is converted again alone with the next seeds) and write each file under a temporary name,
+renamed when complete (core.representation.fileformat.save). Engine "ray" runs the same steps as Ray
+tasks and actors.
 
 Trust (one bad input never stops or silently spoils a run): every worker step has a time limit
 (:func:`default_shape_timeout`), after which its process is killed and replaced and the shape is a

@@ -12,7 +12,7 @@ import queue as queue_module
 import threading
 from collections import deque
 
-from ..progress import CancelToken
+from ..common.progress import CancelToken
 from .steps import finish_job, prepare_job
 from .worker_pool import POLL_SECONDS, Task, WorkerPool, worker_environment
 
@@ -23,7 +23,7 @@ def _train_loop(index, settings, capacity, device, inbox, events, stop) -> None:
     """A trainer thread: shapes arrive on ``inbox`` as (key, points, sdf) between epochs (None ends
     the thread); finished shapes leave as ("trained", index, TrainedShape) events; any exception
     (Cancelled included) as ("error", index, exception)."""
-    from ..batch_train import BatchTrainer, train_config
+    from ..conversion.batch_train import BatchTrainer, train_config
     try:
         trainer = BatchTrainer(settings.architecture, train_config(settings), capacity, device)
         while True:
@@ -50,7 +50,7 @@ def run_local(jobs, run) -> None:
 
     import torch
 
-    from ..train import pick_device
+    from ..training.train import pick_device
 
     settings = run.settings
     cores = os.cpu_count() or 1

@@ -5,7 +5,7 @@ import os
 import sys
 from typing import Optional
 
-from ..errors import InputError
+from ..common.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import logging
 import os
 from typing import Optional
 
-from .. import jsonsafe
-from ..errors import InputError
-from ..mesh_io import READ_EXTENSIONS
+from ..common import jsonsafe
+from ..common.errors import InputError
+from ..meshes.mesh_io import READ_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,8 @@ ROW_KEYS = ("path", "status", "error", "output", "content_hash", "surface_error"
 def find_meshes(in_dir: str, exclude: Optional[str] = None) -> list[str]:
     """Relative paths ('/'-separated, sorted) of every mesh file under ``in_dir``, recursively.
 
-    A file is a mesh file by its extension (core.mesh_io.READ_EXTENSIONS, any case); ``exclude`` is a
-    folder left out (the output folder, when it lies inside the input folder).
+    A file is a mesh file by its extension (core.meshes.mesh_io.READ_EXTENSIONS, any case);
+    ``exclude`` is a folder left out (the output folder, when it lies inside the input folder).
     """
     in_dir = os.path.abspath(in_dir)
     exclude = os.path.abspath(exclude) if exclude else None

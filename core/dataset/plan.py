@@ -8,8 +8,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..errors import FileFormatError
-from ..settings import ConversionSettings
+from ..common.errors import FileFormatError
+from ..common.settings import ConversionSettings
 from .manifest import Manifest, find_meshes, make_row, ok_row_from_metadata, output_name
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class ExistingOutput:
 def inspect_output(out_dir: str, rel: str, settings: ConversionSettings) -> ExistingOutput:
     """Look at the output of ``rel``: current, to be replaced (with a note), or blocked. Never raises
     for what a file contains: a corrupt or foreign output is converted again, not fatal."""
-    from ..fileformat import load
+    from ..representation.fileformat import load
     name = output_name(rel)
     out = os.path.join(out_dir, name)
     blocked = _blocker(out_dir, rel)

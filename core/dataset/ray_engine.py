@@ -2,13 +2,14 @@
 
 * Sampling: :func:`core.dataset.steps.prepare_job` as a task (1 CPU). The mesh file's bytes travel with it,
   so worker nodes need no shared file system; the samples stay in Ray's object store.
-* Training: a :class:`core.batch_train.BatchTrainer` inside an actor, one per GPU of the cluster
-  (1 GPU each) when the settings' device allows one, else one per two CPUs. The driver hands each
-  actor new shapes between its epochs; if an actor's process dies, Ray restarts it and the shapes it
-  held are handed out again.
+* Training: a :class:`core.conversion.batch_train.BatchTrainer` inside an actor, one per GPU of the
+  cluster (1 GPU each) when the settings' device allows one, else one per two CPUs. The driver hands
+  each actor new shapes between its epochs; if an actor's process dies, Ray restarts it and the
+  shapes it held are handed out again.
 * Finishing: :func:`core.dataset.steps.finish_job` as a task returning the checked network (a
   closed mesh that fails converted again alone); the driver writes it into OUT_DIR as the local
-  engine's workers do (core.fileformat.save: a temporary name, renamed) and records the row.
+  engine's workers do (core.representation.fileformat.save: a temporary name, renamed) and records
+  the row.
 * Time limit: a sampling or finishing task running longer than the run's ``shape_timeout`` (counted
   from its submission, so time spent queued in Ray counts too) is cancelled with ``force=True``,
   which kills its worker process (Ray starts another), and the shape is a failed row.
@@ -25,8 +26,8 @@ import os
 import time
 from collections import deque
 
-from ..errors import InputError
-from ..settings import ConversionSettings
+from ..common.errors import InputError
+from ..common.settings import ConversionSettings
 from .plan import MAX_ATTEMPTS
 from .steps import finish_job, prepare_job, read_input
 from .worker_pool import POLL_SECONDS
@@ -64,13 +65,13 @@ def _finish(rel, outcome, trained, settings_dict, stat, notes):
 
 class TrainerActor:
     """A BatchTrainer in a Ray actor: :meth:`epoch` adds shapes, trains one epoch, returns the
-    shapes that finished (core.batch_steps.TrainedShape)."""
+    shapes that finished (core.conversion.batch_steps.TrainedShape)."""
 
     def __init__(self, settings_dict: dict, capacity: int):
         import torch
 
-        from ..batch_train import BatchTrainer, train_config
-        from ..train import pick_device
+        from ..conversion.batch_train import BatchTrainer, train_config
+        from ..training.train import pick_device
 
         settings = ConversionSettings.from_dict(settings_dict)
         torch.set_num_threads(settings.threads or 1)       # Ray gives this actor one CPU

@@ -9,10 +9,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from .. import jsonsafe
-from ..errors import InputError
-from ..progress import CancelToken, ProgressCallback, check, report
-from ..settings import ConversionSettings
+from ..common import jsonsafe
+from ..common.errors import InputError
+from ..common.progress import CancelToken, ProgressCallback, check, report
+from ..common.settings import ConversionSettings
 from .local import run_local
 from .lock import OutputLock
 from .manifest import Manifest, make_row, ok_row_from_metadata
@@ -30,7 +30,7 @@ DEFAULT_SHAPES_PER_BATCH = 16
 # machine (2 cores, one thread, load average below 1): loading and sampling 1,000,000 pool points
 # plus 100,000 training samples took 1.1-1.6 s on the largest test meshes (fandisk, 12,946 faces);
 # single-thread training of an 8x32 network (7,553 parameters) on 100,000 samples for 3 epochs took
-# 2.18 s, i.e. 9.6e-10 s per sample, epoch and parameter; core.verify.verify took 1.7 s.
+# 2.18 s, i.e. 9.6e-10 s per sample, epoch and parameter; core.conversion.verify.verify took 1.7 s.
 #: Seconds of sampling per million points (pool + samples), single thread.
 SAMPLING_SECONDS_PER_MILLION = 1.5
 #: Seconds of single-thread training per sample, epoch and network parameter.

@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import jsonsafe
-from ..errors import InputError
-from ..settings import ConversionSettings
+from ..common import jsonsafe
+from ..common.errors import InputError
+from ..common.settings import ConversionSettings
 from .manifest import make_row, output_name
 from .plan import REQUESTED_SEED_KEY
 
@@ -36,7 +36,7 @@ def _no_stage(name: str) -> None:
 
 def _load(rel: str, source):
     """Load a mesh from a path or from the file's bytes; messages name ``rel``, not the location."""
-    from ..mesh import load_mesh
+    from ..meshes.mesh import load_mesh
     if isinstance(source, (bytes, bytearray)):
         return load_mesh(rel, data=bytes(source))
     try:
@@ -47,12 +47,13 @@ def _load(rel: str, source):
 
 def prepare_job(rel: str, source, settings_dict: dict, skip_if_hash: Optional[str],
                 stage=_no_stage) -> Outcome:
-    """Worker step 1: load, validate, compare the content hash, sample (core.batch_steps.prepare_shape).
+    """Worker step 1: load, validate, compare the content hash, sample
+    (core.conversion.batch_steps.prepare_shape).
 
     source : the file's path or its bytes; stage : called with "loading", then "sampling" (the worker
     pool names the stage a shape timed out in). Bad input gives a 'failed' Outcome, never an exception.
     """
-    from ..batch_steps import prepare_shape
+    from ..conversion.batch_steps import prepare_shape
     try:
         settings = ConversionSettings.from_dict(settings_dict)
         stage("loading")
@@ -70,17 +71,17 @@ def prepare_job(rel: str, source, settings_dict: dict, skip_if_hash: Optional[st
 
 def finish_job(rel: str, prepared, trained, settings_dict: dict, stat, out_dir: Optional[str],
                notes=(), stage=_no_stage):
-    """Worker step 3: surface error and metadata (core.batch_steps.finish_shape), the check against
-    the source (core.batch_steps.check_shape: a closed mesh that fails is converted again alone),
-    then the file.
+    """Worker step 3: surface error and metadata (core.conversion.batch_steps.finish_shape), the
+    check against the source (core.conversion.batch_steps.check_shape: a closed mesh that fails is
+    converted again alone), then the file.
 
     Returns (row, None) with the file written into ``out_dir`` (:func:`write_output`); without
     ``out_dir``, (row, implicit) for the caller to write (Ray: the driver owns OUT_DIR). A shape that
     fails its check again gives a 'failed' row and no network. notes : warnings of this run about the
     shape (a replaced output), put in the row. stage : as in :func:`prepare_job`.
     """
-    from ..batch_steps import check_shape, finish_shape
-    from ..checked import ConversionFailed
+    from ..conversion.batch_steps import check_shape, finish_shape
+    from ..conversion.checked import ConversionFailed
     settings = ConversionSettings.from_dict(settings_dict)
     mesh = prepared.mesh
     stage("measuring")
@@ -112,8 +113,9 @@ def finish_job(rel: str, prepared, trained, settings_dict: dict, stat, out_dir: 
 
 
 def write_output(out_dir: str, rel: str, implicit) -> None:
-    """Write the output of ``rel`` (core.fileformat.save: a temporary name, renamed when complete)."""
-    from ..fileformat import save
+    """Write the output of ``rel`` (core.representation.fileformat.save: a temporary name, renamed
+    when complete)."""
+    from ..representation.fileformat import save
     out = os.path.join(out_dir, output_name(rel))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     save(implicit, out)
@@ -121,7 +123,7 @@ def write_output(out_dir: str, rel: str, implicit) -> None:
 
 def read_input(path: str, rel: str) -> bytes:
     """The bytes of an input mesh for the Ray driver, which reads every input itself: only a regular
-    file, without blocking, bounded (core.readfile); InputError names ``rel``."""
-    from ..mesh_io import MAX_MESH_FILE_BYTES
-    from ..readfile import read_regular_file
+    file, without blocking, bounded (core.common.readfile); InputError names ``rel``."""
+    from ..common.readfile import read_regular_file
+    from ..meshes.mesh_io import MAX_MESH_FILE_BYTES
     return read_regular_file(path, rel, MAX_MESH_FILE_BYTES)

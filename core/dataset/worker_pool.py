@@ -4,8 +4,8 @@ local engine, core.dataset.local).
 Why a pool of its own and not concurrent.futures.ProcessPoolExecutor: that one cannot stop one task,
 and it loses every task in flight when one worker dies. Here every task runs in a known process from
 a known time, so a task over its limit is killed with its process alone, which is replaced; and a
-worker dies with the process that started it (core.parent_death plus a watchdog), so no hung input
-keeps a core busy for nobody.
+worker dies with the process that started it (core.common.parent_death plus a watchdog), so no hung
+input keeps a core busy for nobody.
 """
 
 import logging
@@ -54,7 +54,7 @@ def _worker_init(parent_pid: int) -> None:
     """
     import signal
 
-    from ..parent_death import die_with_parent
+    from ..common.parent_death import die_with_parent
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     die_with_parent(parent_pid, 1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="neural-implicit-watchdog",

@@ -1,7 +1,8 @@
 """Scene helpers shared by the add-on tests (plain functions; bpy comes from the ``blender`` fixture).
 
 SMALL: the smallest conversion settings whose networks pass the conversion's own result check on
-Suzanne and the primitives (core/verify.py), so a test's conversion is quick and really "done".
+Suzanne and the primitives (core/conversion/verify.py), so a test's conversion is quick and really
+"done".
 """
 
 SMALL = dict(layers=3, hidden=32, pool=200_000, samples=30_000, epochs=5, lr=1e-2, batch_size=512,

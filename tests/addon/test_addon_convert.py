@@ -26,9 +26,10 @@ class NI:
     def __init__(self, blender):
         self.bpy = blender.bpy
         pkg = blender.package
-        for name in ("bridge", "jobs", "operators", "properties", "core.convert", "core.mesh",
-                     "core.metrics", "core.fileformat", "core.settings"):
-            setattr(self, name.replace("core.", "core_"), importlib.import_module(f"{pkg}.{name}"))
+        for name in ("bridge", "jobs", "operators", "properties", "core.training.convert", "core.meshes.mesh",
+                     "core.geometry.metrics", "core.representation.fileformat", "core.common.settings"):
+            setattr(self, "core_" * ("." in name) + name.rpartition(".")[2],
+                    importlib.import_module(f"{pkg}.{name}"))
 
 
 def vertices_world(obj):
@@ -229,11 +230,13 @@ def test_undo_removes_the_implicit_and_shows_the_source_again(ni):
 
 
 def test_converting_several_objects_trains_them_together(ni, monkeypatch):
-    """Several selected meshes go to one child process as one stack of networks (core.batch_train.
-    convert_many runs there, core.child_process with ``together``), each checked afterwards."""
+    """Several selected meshes go to one child process as one stack of networks
+    (core.conversion.batch_train. convert_many runs there, core.conversion.child_process with
+    ``together``), each checked afterwards."""
     bpy = ni.bpy
     calls = []
-    child_process = importlib.import_module(ni.bridge.__name__.rsplit(".", 1)[0] + ".core.child_process")
+    child_process = importlib.import_module(ni.bridge.__name__.rsplit(".", 1)[0]
+                                            + ".core.conversion.child_process")
     original = child_process.convert_in_child
     monkeypatch.setattr(child_process, "convert_in_child", lambda shapes, *a, **k: calls.append(
         (len(shapes), k.get("together"))) or original(shapes, *a, **k))
@@ -313,7 +316,8 @@ def test_vertex_group_weights_are_the_importance(ni):
 
 
 def test_target_error_and_byte_budget_modes(ni):
-    """The Network Size modes reach core.sizing and core.budget and their records reach the object."""
+    """The Network Size modes reach core.training.sizing and core.training.budget and their records
+    reach the object."""
     bpy = ni.bpy
     s = new_scene(bpy, epochs=3)
     add_suzanne(bpy)

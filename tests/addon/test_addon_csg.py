@@ -30,8 +30,9 @@ class NI:
     def __init__(self, blender):
         self.bpy = blender.bpy
         pkg = blender.package
-        for name in ("bridge", "viewport", "csg_panels", "core.csg", "core.trace"):
-            setattr(self, name.replace("core.", "core_"), importlib.import_module(f"{pkg}.{name}"))
+        for name in ("bridge", "viewport", "csg_panels", "core.geometry.csg", "core.geometry.trace"):
+            setattr(self, "core_" * ("." in name) + name.rpartition(".")[2],
+                    importlib.import_module(f"{pkg}.{name}"))
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +252,7 @@ def test_cycles_are_refused(ni, balls):
     assert not props._csg_operand_poll(entry_b, a)                     # B may not pick A
     assert props._csg_operand_poll(a.neural_implicit.csg[0], b)
     entry_b.operand = a                                                # a script can: refused
-    errors = importlib.import_module(ni.bridge.__name__.rsplit(".", 1)[0] + ".core.errors")
+    errors = importlib.import_module(ni.bridge.__name__.rsplit(".", 1)[0] + ".core.common.errors")
     with pytest.raises(errors.InputError, match="cycle"):
         ni.bridge.csg_tree(a)
     texts = draw_panel_and_rows(ni, a)
@@ -263,8 +264,8 @@ def test_cycles_are_refused(ni, balls):
 
 
 def test_viewport_draws_the_csg_result_like_the_reference_tracer(ni, balls, gpu_ready):
-    """One draw evaluates both networks: offscreen render vs core.trace on the same CSGShape, for
-    each operation and with B moved; operands are not drawn on their own."""
+    """One draw evaluates both networks: offscreen render vs core.geometry.trace on the same
+    CSGShape, for each operation and with B moved; operands are not drawn on their own."""
     bpy, tr, vp = ni.bpy, ni.core_trace, ni.viewport
     a, b = open_balls(ni, balls)
     bpy.ops.object.neural_implicit_csg_add(operation='DIFFERENCE')
@@ -305,7 +306,7 @@ def test_viewport_draws_the_csg_result_like_the_reference_tracer(ni, balls, gpu_
 
 def test_shader_csg_field_equals_numpy(ni, balls, gpu_ready):
     """The generated GLSL (clipping, every operation, a nested stack, per-leaf matrices and
-    offsets) evaluates the field of core.csg: 2,000 points in and around the balls."""
+    offsets) evaluates the field of core.geometry.csg: 2,000 points in and around the balls."""
     c = ni.core_csg
     a, b = open_balls(ni, balls)
     A, B = ni.bridge.implicit_from_object(a), ni.bridge.implicit_from_object(b)

@@ -31,8 +31,9 @@ PAPER_VERTEX_ERROR = 0.01
 def ni(blender):
     pkg = blender.package
     return SimpleNamespace(bpy=blender.bpy, pkg=pkg, **{
-        name.replace("core.", "core_"): importlib.import_module(f"{pkg}.{name}")
-        for name in ("bridge", "jobs", "menus", "operators", "properties", "core.paper_import")})
+        "core_" * ("." in name) + name.rpartition(".")[2]: importlib.import_module(f"{pkg}.{name}")
+        for name in ("bridge", "jobs", "menus", "operators", "properties",
+                     "core.representation.paper_import")})
 
 
 class Recorder:
@@ -230,7 +231,7 @@ def test_convert_properties_show_in_f9_and_rerun_with_their_values(ni):
     assert bpy.ops.object.neural_implicit_convert(**values) == {'FINISHED'}
     again = ni.bridge.implicit_from_object(bpy.data.objects["Suzanne_implicit"])
     assert again.architecture.layers == 4 and again.metadata["settings"]["seed"] == 5
-    # 'mps' is a choice of the operator and the scene alike (core.settings)
+    # 'mps' is a choice of the operator and the scene alike (core.common.settings)
     devices = {i.identifier for i in last.properties.bl_rna.properties["device"].enum_items}
     assert devices == {"auto", "cpu", "cuda", "mps"}
 
@@ -327,9 +328,9 @@ def test_the_papers_networks_import_through_file_import(ni):
 
 
 def test_size_and_viewport_properties_are_cores(ni):
-    """The scene's and the Convert operator's size options are core.checked.SizeMode's (modes,
-    defaults, ranges), the viewport options core.trace.ViewportSettings'; in budget mode the panel
-    hides what budget mode decides itself."""
+    """The scene's and the Convert operator's size options are core.conversion.checked.SizeMode's
+    (modes, defaults, ranges), the viewport options core.geometry.trace.ViewportSettings'; in budget
+    mode the panel hides what budget mode decides itself."""
     from dataclasses import fields as dc_fields
 
     bpy = ni.bpy
@@ -345,7 +346,7 @@ def test_size_and_viewport_properties_are_cores(ni):
             assert (props[name].hard_min, props[name].hard_max) == \
                 pytest.approx((f.metadata["min"], f.metadata["max"]))
     scene_props = bpy.types.Scene.bl_rna.properties["neural_implicit_settings"].fixed_type.properties
-    for f in dc_fields(ni.properties.ViewportSettings):             # core.trace's description
+    for f in dc_fields(ni.properties.ViewportSettings):             # core.geometry.trace's description
         if f.name in ni.properties.VIEWPORT_PROPERTIES:
             p = scene_props[f"viewport_{f.name}"]
             assert p.default == pytest.approx(f.default)

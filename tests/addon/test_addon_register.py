@@ -63,13 +63,13 @@ def test_disable_leaves_nothing_behind_and_enable_restores(blender):
     assert module(blender, "viewport").is_registered()
     assert {h.__name__ for h in bpy.app.handlers.load_pre} == handlers_before
     bpy.ops.wm.read_homefile(use_empty=True)
-    defaults = module(blender, "core.settings").ConversionSettings()
+    defaults = module(blender, "core.common.settings").ConversionSettings()
     assert bpy.context.scene.neural_implicit_settings.to_core() == defaults
 
 
 def test_scene_settings_are_derived_from_core_conversion_settings(blender):
     bpy = blender.bpy
-    core_settings = module(blender, "core.settings")
+    core_settings = module(blender, "core.common.settings")
     bpy.ops.wm.read_homefile(use_empty=True)
     scene_settings = bpy.context.scene.neural_implicit_settings
     rna = scene_settings.bl_rna.properties

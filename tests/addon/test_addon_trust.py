@@ -29,8 +29,8 @@ from .scenes import SMALL, new_scene, scene_state
 def ni(blender):
     pkg = blender.package
     return SimpleNamespace(bpy=blender.bpy, pkg=pkg, **{
-        name.replace("core.", "core_"): importlib.import_module(f"{pkg}.{name}")
-        for name in ("bridge", "jobs", "operators", "panels", "core.verify")})
+        "core_" * ("." in name) + name.rpartition(".")[2]: importlib.import_module(f"{pkg}.{name}")
+        for name in ("bridge", "jobs", "operators", "panels", "core.conversion.verify")})
 
 
 def wait_for_child_training(ni, timeout=120.0):

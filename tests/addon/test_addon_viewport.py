@@ -15,8 +15,8 @@ def test_draw_items_render_the_shape_where_the_mesh_is(gpu_ready):
     bpy, pkg = gpu_ready.bpy, gpu_ready.package
     bridge = importlib.import_module(pkg + ".bridge")
     viewport = importlib.import_module(pkg + ".viewport")
-    trace = importlib.import_module(pkg + ".core.trace")
-    sampling = importlib.import_module(pkg + ".core.sampling")
+    trace = importlib.import_module(pkg + ".core.geometry.trace")
+    sampling = importlib.import_module(pkg + ".core.samples.sampling")
     bpy.ops.wm.read_homefile(use_empty=True)
     s = bpy.context.scene.neural_implicit_settings
     for key, value in SMALL.items():
@@ -57,7 +57,7 @@ def test_viewport_settings_come_from_the_scene(blender):
     """The Viewport panel's options reach the draw handler's settings (defaults shared with core)."""
     bpy = blender.bpy
     bridge = importlib.import_module(blender.package + ".bridge")
-    trace = importlib.import_module(blender.package + ".core.trace")
+    trace = importlib.import_module(blender.package + ".core.geometry.trace")
     bpy.ops.wm.read_homefile(use_empty=True)
     s = bpy.context.scene.neural_implicit_settings
     default = bridge.viewport_settings(bpy.context)

@@ -18,16 +18,18 @@ from .scenes import OLD_START, new_scene
 
 PAPER = "/work/shared/paper-weights/50736_sf.h5"
 PAPER_MESH = "/work/shared/meshes/50736.stl"
-#: The issue's target: Grid to Mesh of the baked level set against core.remesh at the same lattice.
+#: The issue's target: Grid to Mesh of the baked level set against core.geometry.remesh at the same
+#: lattice.
 TARGET_RATIO = 1.5
 
 
 class NI:
     def __init__(self, blender):
         self.bpy = blender.bpy
-        for name in ("bridge", "volume_ops", "core.metrics", "core.remesh", "core.mesh",
-                     "core.paper_import"):
-            setattr(self, name.replace("core.", "core_"),
+        for name in ("bridge", "volume_ops", "core.geometry.metrics", "core.geometry.remesh",
+                     "core.meshes.mesh",
+                     "core.representation.paper_import"):
+            setattr(self, "core_" * ("." in name) + name.rpartition(".")[2],
                     importlib.import_module(f"{blender.package}.{name}"))
 
 

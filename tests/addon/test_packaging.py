@@ -34,7 +34,8 @@ for module in (igl, h5py, scipy):
 def test_zip_validates_and_holds_manifest_addon_core_and_this_platforms_wheels(extension_zip, build_script):
     build_script.validate(extension_zip)  # raises BuildError with Blender's message
     names = set(zipfile.ZipFile(extension_zip).namelist())
-    core_files = {f"core/{p.name}" for p in (ROOT / "core").glob("*.py")}
+    core_files = {p.relative_to(ROOT).as_posix() for p in (ROOT / "core").rglob("*.py")
+                  if "__pycache__" not in p.parts}
     assert {"blender_manifest.toml", "__init__.py", "core/__init__.py"} <= names
     assert core_files <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")

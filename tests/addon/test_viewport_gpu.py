@@ -1,5 +1,6 @@
 """The viewport's GPU sphere tracer, drawn for real (offscreen, Mesa llvmpipe here) through the same
-draw path as the 3D viewport and compared pixel by pixel with the numpy reference (core/trace.py).
+draw path as the 3D viewport and compared pixel by pixel with the numpy reference
+(core/geometry/trace.py).
 
 All tests use the ``gpu_ready`` fixture (marked ``gpu``; deselect with ``-m "not gpu"``). Images are
 64 x 64: llvmpipe evaluates about 80k networks per second.
@@ -29,13 +30,13 @@ def ni(gpu_ready):
         bpy=gpu_ready.bpy,
         gpu=importlib.import_module("gpu"),
         viewport=importlib.import_module(pkg + ".viewport"),
-        glsl=importlib.import_module(pkg + ".core.glsl"),
-        trace=importlib.import_module(pkg + ".core.trace"),
-        implicit=importlib.import_module(pkg + ".core.implicit"),
+        glsl=importlib.import_module(pkg + ".core.geometry.glsl"),
+        trace=importlib.import_module(pkg + ".core.geometry.trace"),
+        implicit=importlib.import_module(pkg + ".core.representation.implicit"),
     )
-    mesh = importlib.import_module(pkg + ".core.mesh").load_mesh(
+    mesh = importlib.import_module(pkg + ".core.meshes.mesh").load_mesh(
         str(SHARED / "meshes" / f"{SHAPE}.stl"))
-    mod.shape = importlib.import_module(pkg + ".core.paper_import").load_paper_weights(
+    mod.shape = importlib.import_module(pkg + ".core.representation.paper_import").load_paper_weights(
         str(SHARED / "paper-weights" / f"{SHAPE}_sf.h5"), mesh)
     mod.renderer = mod.viewport.ImplicitRenderer()
     yield mod

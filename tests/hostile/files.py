@@ -12,7 +12,8 @@
   (files that must load);
 * ``path``: the crafted file;
 * ``expected``: ``"error"`` (the reader must raise FileFormatError) or ``"ok"`` (it must load);
-* ``reader``: ``"load"`` (core.fileformat.load) or ``"paper"`` (core.paper_import.load_paper_weights);
+* ``reader``: ``"load"`` (core.representation.fileformat.load) or ``"paper"``
+  (core.representation.paper_import.load_paper_weights);
 * ``needle``: a word the error message must contain (lowercase), or "" for none.
 
 Every ``error`` case must fail with one FileFormatError line, fast, without opening another file and
@@ -28,8 +29,8 @@ import os
 import h5py
 import numpy as np
 
-from core.fileformat import checksum, legacy_checksum, save
-from core.implicit import Architecture, Implicit
+from core.representation.fileformat import checksum, legacy_checksum, save
+from core.representation.implicit import Architecture, Implicit
 
 from . import Case
 
@@ -346,7 +347,7 @@ def spec_cases(tmpdir) -> list[Case]:
 def valid_cases(tmpdir) -> list[Case]:
     """Files that must keep loading: every storage, the legacy checksum, a rotation, big-endian arrays."""
     out = [Case(f"valid_{s}", "valid", _base(tmpdir, f"valid_{s}", storage=s), "ok") for s in ("float32",)]
-    from core.quantize import with_storage
+    from core.representation.quantize import with_storage
     for s in ("float16", "int8"):
         path = os.path.join(tmpdir, f"valid_{s}.h5")
         save(with_storage(tiny_implicit(), s), path)
@@ -398,7 +399,7 @@ def _kernels(widths, seed=0):
 
 
 def paper_cases(tmpdir) -> list[Case]:
-    """Keras weight files for core.paper_import: two valid, the others hostile."""
+    """Keras weight files for core.representation.paper_import: two valid, the others hostile."""
     def p(name):
         return os.path.join(tmpdir, f"keras_{name}.h5")
     k = _kernels([3, 8, 8, 1])

@@ -16,9 +16,9 @@
 * ``needle``: lowercase words the row's error (failed) or one of its warnings (ok) must contain;
 * ``shape_timeout``: the ``--shape-timeout`` the group needs (seconds), or None for the default.
 
-The meshes are small spheres (core.mesh.icosphere(2)); with settings that pass the result check
-(tests/test_dataset_hostile.py: ``PASS``) every ``ok`` case converts in seconds. ``hang`` cases
-include a FIFO on POSIX only. Nothing here imports torch.
+The meshes are small spheres (core.meshes.mesh.icosphere(2)); with settings that pass the result
+check (tests/test_dataset_hostile.py: ``PASS``) every ``ok`` case converts in seconds. ``hang``
+cases include a FIFO on POSIX only. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Optional
 import numpy as np
 
 from core.dataset import MANIFEST_NAME, output_name
-from core.mesh import icosphere
-from core.mesh_io import write_mesh_file
+from core.meshes.mesh import icosphere
+from core.meshes.mesh_io import write_mesh_file
 
 #: Time limit for the group with a slow input: long enough for a small sphere's steps on a busy
 #: 2-core machine (loading and sampling took about 1 s, the check about 2 s), well below the

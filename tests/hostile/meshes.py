@@ -12,8 +12,8 @@
   its own coordinates to resolve) or ``valid`` (unusual files that must still load: mixed polygons, big-endian PLY,
   extra elements, tiny and huge but representable extents);
 * ``path``: the crafted file;
-* ``expected``: ``"error"`` (``core.mesh.load_mesh`` must raise InputError, one line naming the
-  file, fast and with bounded memory) or ``"ok"`` (it must load);
+* ``expected``: ``"error"`` (``core.meshes.mesh.load_mesh`` must raise InputError, one line naming
+  the file, fast and with bounded memory) or ``"ok"`` (it must load);
 * ``needle``: a word the error message must contain (lowercase), or "" for none.
 
 Every file is under 1 MB. ``counts`` files used to exhaust memory and ``degenerate`` ones to loop

@@ -1,15 +1,15 @@
 """Hostile networks: valid, small .h5 files whose evaluation is what attacks remeshing, tracing, CSG.
 
-Every case is a hand-made :class:`core.implicit.Implicit` (finite weights of the right shapes, so the
-file loads) written with :func:`core.fileformat.save`. Use::
+Every case is a hand-made :class:`core.representation.implicit.Implicit` (finite weights of the
+right shapes, so the file loads) written with :func:`core.representation.fileformat.save`. Use::
 
     from tests.hostile.networks import cases      # or `from hostile.networks import cases` in tests/
     for case in cases(tmpdir):
         case.name        # e.g. "sawtooth_relu"
         case.class_name  # the class of problem: "space_filling", "nan", "no_surface", "wide"
         case.path        # the .h5 file written under tmpdir
-        case.expected    # "error": remesh at 256^3 must raise core.errors.InputError quickly;
-                         # "ok": it must return a closed mesh, in bounded memory
+        case.expected    # "error": remesh at 256^3 must raise core.common.errors.InputError
+                         quickly; # "ok": it must return a closed mesh, in bounded memory
 
 Classes
 -------
@@ -33,8 +33,8 @@ import os
 
 import numpy as np
 
-from core.fileformat import save
-from core.implicit import Architecture, Implicit
+from core.representation.fileformat import save
+from core.representation.implicit import Architecture, Implicit
 
 from . import Case
 

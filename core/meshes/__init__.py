@@ -1,0 +1,1 @@
+"""Mesh input: read (OBJ, PLY, STL, OFF; bounded), validate, canonical order, normalise."""

@@ -1,0 +1,255 @@
+"""Narrow gaps between separate parts (issue 18): training samples in them, and the remesh
+resolution that keeps the parts apart.
+
+Why: importance samples land near the surface in proportion to its area, so the few points that fall
+in a gap of 0.5 % of the shape's size between two parts carry little weight in the loss, and a small
+network bridges the gap with a thin wall of negative values: the parts merge in every mesh made from
+it. :func:`gap_samples` draws points *in* the gaps (on the segments from one part's surface to the
+nearest other part, and close to both surfaces there) with exact signed distances; the conversion
+(core.training.convert.training_set) replaces ``gap_fraction`` of its training set by them when the
+source has separate parts whose narrowest gap (core.samples.openness.finest_gap) is below
+:data:`NARROW`. Off by default: at 0.1 it lowers the Chamfer distance of cube arrays with 0.5-5 %
+gaps but does not keep 0.5 % and 1 % gaps open with the default 8 x 32 network, and raises it on
+63451.stl's 30 polyhedra (docs/open-geometry.md). :func:`joined_parts` reports a network that joins
+parts across a gap; :func:`resolution_for` picks the remesh resolution a gap needs. A mesh of one
+part, or of parts far apart, touching or overlapping, or of more than
+core.samples.openness.MAX_GAP_PARTS parts, gets none: its training set is bit-identical to one drawn
+without this module.
+
+Frames: network frame throughout (core/common/constants.py), where the shape's farthest vertex is at
+``MESH_RADIUS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..common.constants import BOUND_RADIUS, MESH_RADIUS
+from .openness import MAX_GAP_PARTS, TOUCHING, face_components, finest_gap
+from .sampling import SampleSet, SignedDistance, sample_surface
+
+#: Gap samples are drawn only when the narrowest gap is below this (network units, 5.5 % of the
+#: shape's radius): wider gaps get enough importance samples of their own (exp(-30 · 0.025) = 0.47
+#: in the middle of a 0.05 gap).
+NARROW = 0.05
+#: A surface point is "at a gap" when another part is nearer than this many finest gaps.
+RANGE = 6.0
+#: Surface points examined per gap sample wanted (at least :data:`MIN_CANDIDATES`): only the share of
+#: the surface that faces a gap is kept.
+CANDIDATES_PER_SAMPLE = 4
+MIN_CANDIDATES = 100_000
+#: Share of the gap samples spread along the segments across the gap; the rest sit near the two
+#: surfaces that bound it (Gaussian of half the finest gap).
+ACROSS = 0.8
+
+
+@dataclass
+class GapInfo:
+    """What the gap sampling found and added (recorded in the sampling stats and the file)."""
+
+    parts: int
+    finest_gap: float | None        # network units, None when not measured or no gap
+    points: int = 0                 # gap samples in the training set
+    candidates: int = 0             # surface points found facing another part within the range
+    range: float = 0.0              # network units
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parts_and_gap(V: np.ndarray, F: np.ndarray, openness=None, seed: int = 0):
+    """Face labels (m,), number of parts and the finest gap, reusing ``openness``
+    (core.samples.openness.Openness) when the conversion measured it already."""
+    n, labels = face_components(F)
+    if openness is not None:
+        return labels, n, openness.finest_gap
+    return labels, n, finest_gap(V, F, labels, n, seed)
+
+
+def wanted(parts: int, gap: float | None, fraction: float) -> bool:
+    """Whether a source of ``parts`` parts whose narrowest gap is ``gap`` gets gap samples."""
+    return (fraction > 0 and 2 <= parts <= MAX_GAP_PARTS and gap is not None
+            and TOUCHING < gap < NARROW)
+
+
+def facing_points(V: np.ndarray, F: np.ndarray, labels: np.ndarray, parts: int, reach: float,
+                  n: int, rng: np.random.Generator):
+    """Surface points that face another part: of ``n`` area-uniform surface points, those nearer
+    than ``reach`` to a part other than their own. Returns the points (k, 3) and, for each, the
+    closest point of the nearest other part (k, 3) (:func:`nearest_other_part`)."""
+    S, fid = sample_surface(V, F, n, rng)
+    best, other, _ = nearest_other_part(V, F, labels, parts, S, labels[fid], reach)
+    keep = (best < reach) & (best > TOUCHING)
+    return S[keep], other[keep]
+
+
+def nearest_other_part(V, F, labels, parts: int, S, own, reach: float):
+    """For surface points S (k, 3) of parts ``own`` (k,): the distance to the nearest other part
+    within ``reach`` (inf beyond), its closest point there and that part's label (-1 when none).
+    One distance tree per part, queried only with the points inside its bounding box grown by
+    ``reach``."""
+    import igl
+
+    best = np.full(len(S), np.inf)
+    other = np.zeros_like(S)
+    other_part = np.full(len(S), -1)
+    for k in range(parts):
+        faces = F[labels == k]
+        Vk = V[np.unique(faces)]
+        lo, hi = Vk.min(0) - reach, Vk.max(0) + reach
+        q = np.nonzero((own != k) & (S >= lo).all(1) & (S <= hi).all(1))[0]
+        if not len(q):
+            continue
+        tree = igl.AABB()
+        tree.init(V, faces)
+        sq, _, C = tree.squared_distance(V, faces, np.ascontiguousarray(S[q]))
+        d = np.sqrt(np.maximum(sq, 0.0))
+        nearer = d < best[q]
+        best[q[nearer]], other[q[nearer]], other_part[q[nearer]] = d[nearer], C[nearer], k
+    return best, other, other_part
+
+
+def gap_samples(sd: SignedDistance, labels: np.ndarray, parts: int, gap: float, n: int,
+                rng: np.random.Generator) -> tuple[SampleSet | None, GapInfo]:
+    """``n`` training points in the gaps between parts, with the training target of ``sd`` (exact
+    signed distance, or the shell's), or None when no surface point faces another part within
+    :data:`RANGE` finest gaps. ``labels``: part of every face of ``sd.F``."""
+    import time
+
+    t0 = time.perf_counter()
+    reach = RANGE * gap
+    info = GapInfo(parts, gap, range=reach)
+    P, C = facing_points(sd.V, sd.F, labels, parts, reach,
+                         max(CANDIDATES_PER_SAMPLE * n, MIN_CANDIDATES), rng)
+    info.candidates = len(P)
+    if not len(P) or n < 1:
+        info.seconds = time.perf_counter() - t0
+        return None, info
+    pick = rng.integers(0, len(P), n)
+    P, C = P[pick], C[pick]
+    across = rng.random(n) < ACROSS
+    t = rng.random(n)[:, None]
+    X = np.where(across[:, None], P + t * (C - P), P + 0.5 * gap * rng.standard_normal((n, 3)))
+    r = np.linalg.norm(X, axis=1, keepdims=True)
+    X = np.where(r > BOUND_RADIUS, X * (BOUND_RADIUS / r), X)
+    d = sd.unsigned(X)
+    y = sd.target(d, sd.inside(X))
+    info.points = n
+    info.seconds = time.perf_counter() - t0
+    return SampleSet(X.astype(np.float32), y.astype(np.float32), {}), info
+
+
+def with_gap_samples(data: SampleSet, sd: SignedDistance, mesh_net, fraction: float,
+                     rng: np.random.Generator, openness=None, seed: int = 0):
+    """``data`` with ``fraction`` of its points (chosen at random) replaced by gap samples when the
+    source (``mesh_net``, network frame) has narrow gaps between parts (:func:`wanted`); otherwise
+    ``data`` itself, untouched. Returns the set and the :class:`GapInfo` (None when one part). The
+    set's size never changes."""
+    if fraction <= 0:
+        return data, None
+    labels, parts, gap = parts_and_gap(mesh_net.V, mesh_net.F, openness, seed)
+    if parts < 2:
+        return data, None
+    if not wanted(parts, gap, fraction):
+        return data, GapInfo(parts, gap)
+    n = int(round(len(data) * fraction))
+    extra, info = gap_samples(sd, labels, parts, gap, n, rng)
+    if extra is None:
+        return data, info
+    idx = rng.choice(len(data), n, replace=False)
+    P, S = data.points.copy(), data.sdf.copy()
+    P[idx], S[idx] = extra.points, extra.sdf
+    return SampleSet(P, S, dict(data.stats)), info
+
+
+#: A pair of parts counts as joined by the network when it says "inside" at more than this share of
+#: the points midway across the gap between them (points the source has outside both parts).
+JOINED_SHARE = 0.01
+#: Midpoints examined per check, and the fewest a pair needs to be judged.
+JOINED_POINTS = 100_000
+JOINED_MIN = 20
+
+
+def joined_parts(implicit, mesh, seed: int = 0) -> dict | None:
+    """Which neighbouring separate parts of ``mesh`` (core.meshes.mesh.Mesh, mesh frame) the network
+    ``implicit`` joins across the gap between them: it says inside (f < 0) at more than
+    :data:`JOINED_SHARE` of the points midway from one part's surface to the nearest other part,
+    where the source is outside both. A join merges the parts in every mesh made from the network,
+    at any resolution (core.geometry.remesh.gap_warning covers the other cause, a grid too coarse).
+
+    Only parts nearer than :data:`NARROW` are examined (wider gaps get a midpoint far from both
+    surfaces). Returns None for one part or more than core.samples.openness.MAX_GAP_PARTS, else
+    ``{"parts": n, "pairs": examined pairs, "joined": [[k, j, share], ...], "warning": str | None}``.
+    """
+    T = mesh.normalization()
+    V = mesh.V @ T[:3, :3].T + T[:3, 3]
+    F = np.asarray(mesh.F, np.int64)
+    parts, labels = face_components(F)
+    if not 2 <= parts <= MAX_GAP_PARTS:
+        return None
+    rng = np.random.default_rng([seed, 13])
+    S, fid = sample_surface(V, F, JOINED_POINTS, rng)
+    own = labels[fid]
+    best, other, other_part = nearest_other_part(V, F, labels, parts, S, own, NARROW)
+    keep = (best < NARROW) & (best > TOUCHING)
+    if not keep.any():
+        return {"parts": parts, "pairs": 0, "joined": [], "warning": None}
+    M = 0.5 * (S[keep] + other[keep])
+    # the source must be outside at the midpoint by a quarter of the gap (not inside a third part,
+    # not where the two parts overlap)
+    sd = SignedDistance(V, F)
+    outside = sd.signed(M) > 0.25 * best[keep]
+    f = np.asarray(implicit.evaluate_mesh_frame(network_to_mesh_frame(M, T)), np.float64)
+    a, b = own[keep], other_part[keep]
+    pair = np.minimum(a, b) * parts + np.maximum(a, b)
+    joined, pairs = [], 0
+    for key in np.unique(pair[outside]):
+        at = outside & (pair == key)
+        if at.sum() < JOINED_MIN:
+            continue
+        pairs += 1
+        share = float((f[at] < 0).mean())
+        if share > JOINED_SHARE:
+            joined.append([int(key // parts), int(key % parts), share])
+    warning = None
+    if joined:
+        touched = len({p for j in joined for p in j[:2]})
+        warning = (f"the network joins {len(joined)} of {pairs} pairs of neighbouring separate parts "
+                   f"({touched} of the source's {parts} parts) across the gap between them: they "
+                   f"will merge in any mesh made from it")
+    return {"parts": parts, "pairs": pairs, "joined": joined, "warning": warning}
+
+
+def network_to_mesh_frame(X: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Points X (k, 3) of the mesh's network frame (the 4 x 4 similarity T = mesh.normalization())
+    back in the mesh frame."""
+    return (X - T[:3, 3]) @ np.linalg.inv(T[:3, :3]).T
+
+
+def resolution_for_gap(gap: float | None, requested: int, maximum: int | None = None) -> int:
+    """The remesh resolution that keeps parts ``gap`` apart (network units) from merging: the
+    ``requested`` one when it is fine enough already (its cells at most half the gap, the test
+    core.geometry.remesh.gap_warning makes), else the smallest one that is, capped at ``maximum``
+    (core.geometry.remesh.MAX_RESOLUTION). ``gap`` None (one part, not measured): ``requested``."""
+    if maximum is None:
+        from ..geometry.remesh import MAX_RESOLUTION as maximum
+    if not isinstance(gap, (int, float)) or not gap > 0:
+        return int(requested)
+    need = int(np.ceil(4.0 * BOUND_RADIUS / gap))
+    return int(max(requested, min(need, maximum)))
+
+
+def resolution_for(implicit, requested: int, maximum: int | None = None) -> int:
+    """:func:`resolution_for_gap` for the finest gap recorded in ``implicit``'s file
+    (``metadata.surface.openness.finest_gap``); ``requested`` when none is recorded."""
+    meta = getattr(implicit, "metadata", None) or {}
+    gap = ((meta.get("surface") or {}).get("openness") or {}).get("finest_gap")
+    return resolution_for_gap(gap, requested, maximum)
+
+
+def gap_percent(gap: float) -> float:
+    """A gap in network units as a percentage of the shape's radius (how the warnings state it)."""
+    return 100.0 * gap / MESH_RADIUS

@@ -1,0 +1,248 @@
+"""Mesh -> neural implicit: the pipeline wired together (normalise, sample, train, measure).
+
+Why a module of its own: every way of converting (one shape, core.training.sizing's ladder,
+core.training.budget, a stack in core.conversion.batch_train) builds on these functions, so a
+conversion means the same thing everywhere. The entry point that picks the size mode and checks the
+result is core.conversion.checked.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import __version__
+from ..common.errors import Cancelled
+from ..common.progress import check, report
+from ..common.settings import ConversionSettings
+from ..geometry.metrics import surface_error
+from ..meshes.mesh import Mesh
+from ..representation.implicit import Implicit
+from ..representation.quantize import with_storage
+from ..samples.sampling import SampleSet, importance_sample, merge, surface_set, with_far_field
+from ..samples.shell import distance_for
+from .prefetch import sample_beside_torch
+
+
+@dataclass
+class ConversionResult:
+    """A finished conversion and what it cost. Times in seconds, errors in the unit-sphere frame."""
+
+    implicit: Implicit
+    surface_error: float
+    final_loss: float
+    seconds_sampling: float
+    seconds_training: float
+    seconds_total: float
+    epochs_run: int
+    device: str
+    peak_memory_mb: float | None
+    sampling_stats: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    #: core.conversion.verify.Verification of the result against its source (set by
+    #: :func:`convert_checked`)
+    verification: object = None
+    #: what the user must be told although the conversion succeeded (open input, coarse likeness)
+    warnings: list = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """The JSON keys ``core convert --json`` promises."""
+        return {
+            "surface_error": self.surface_error, "final_loss": self.final_loss,
+            "seconds_total": self.seconds_total, "seconds_sampling": self.seconds_sampling,
+            "seconds_training": self.seconds_training, "epochs": self.epochs_run,
+            "parameters": self.implicit.parameters, "weight_bytes": self.implicit.weight_bytes,
+            "device": self.device, "peak_memory_mb": self.peak_memory_mb,
+            "verification": None if self.verification is None else self.verification.to_dict(),
+            "warnings": list(self.warnings),
+        }
+
+
+def peak_memory_mb() -> float | None:
+    """Peak resident memory of this process in MB (None where the OS does not tell)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Generator,
+                 progress=None, cancel=None, far_rng: np.random.Generator | None = None) -> SampleSet:
+    """The training data for a mesh already in the network frame: importance samples, plus
+    ``surface_fraction`` of the set as near-surface points; then ``far_fraction`` of the set is
+    replaced by uniform points in the bounding ball (exact signed distances for all), drawn with
+    ``far_rng`` (default: its own generator from ``settings.seed``, so the rest of the set is the
+    same with and without far points). The target is the signed distance, or in shell mode the
+    shell's (core.samples.shell; ``settings.surface``), recorded in the set's stats as
+    ``surface``."""
+    sd, surface = distance_for(mesh_net, settings)
+    if surface.summary():
+        report(progress, stage="sampling", fraction=0.0, message=surface.summary())
+    n_surface = int(round(settings.samples * settings.surface_fraction))
+    data = importance_sample(sd, beta=settings.beta, pool=settings.pool,
+                             samples=settings.samples - n_surface, rng=rng,
+                             importance_strength=settings.importance_strength,
+                             progress=progress, cancel=cancel)
+    if n_surface:
+        data = merge(data, surface_set(sd, n_surface, rng, settings.surface_sigma,
+                                       settings.importance_strength), rng)
+    # narrow gaps between separate parts (core/samples/gaps.py): their own generator, so a mesh
+    # without such gaps gets the same set, bit for bit, as without this step
+    from ..samples.gaps import with_gap_samples
+    data, gaps = with_gap_samples(data, sd, mesh_net, settings.gap_fraction,
+                                  np.random.default_rng([settings.seed, 3]), surface.openness,
+                                  settings.seed)
+    if settings.far_fraction:
+        data = with_far_field(data, sd, settings.far_fraction,
+                              far_rng if far_rng is not None else np.random.default_rng([settings.seed, 2]))
+    data.stats["surface"] = surface.to_dict()
+    if gaps is not None and gaps.points:
+        data.stats["gaps"] = gaps.to_dict()
+        data.stats["surface"]["gap_samples"] = gaps.points
+    return data
+
+
+def conversion_metadata(mesh: Mesh, settings: ConversionSettings, final_loss: float, err: float,
+                        epochs_run: int, stopped_early: bool, device: str, timings: dict,
+                        sampling_stats: dict) -> dict:
+    """The metadata every conversion writes into its file (docs/file-format.md), in one place so a
+    shape converted alone and one converted in a stack (core.conversion.batch_steps) record the
+    same."""
+    return {
+        "source": mesh.name, "content_hash": mesh.content_hash,
+        "mesh": {"vertices": int(len(mesh.V)), "faces": int(len(mesh.F))},
+        "settings": settings.to_dict(),
+        "final_loss": float(final_loss), "surface_error": err,
+        "epochs_run": epochs_run, "stopped_early": stopped_early, "device": device,
+        "timings": timings,
+        "sampling": {k: sampling_stats[k] for k in ("exact_distance_queries", "unique_points")
+                     if k in sampling_stats},
+        "surface": sampling_stats.get("surface"),
+        "software": f"neural-implicit core {__version__}",
+    }
+
+
+def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progress=None,
+                 cancel=None, refinements=None, data: SampleSet | None = None) -> ConversionResult:
+    """Convert a validated mesh (core.meshes.mesh.Mesh, mesh frame) into an Implicit.
+
+    refinements : optional core.training.refine.Refinements (error-driven resampling,
+        quantisation-aware fine-tuning); None trains exactly the paper-style recipe of ``settings``.
+    data : optional training set already drawn by :func:`training_set` for this mesh in its network
+        frame (``mesh.normalization()``) with these settings; searches that train several networks
+        on one mesh (core.training.sizing, core.training.budget) pass it to sample once.
+    Raises InputError for bad settings, Cancelled when ``cancel`` is set (nothing is returned then).
+    """
+    settings = (settings or ConversionSettings()).validate()
+    t0 = time.perf_counter()
+    T = mesh.normalization()
+    mesh_net = mesh.transformed(T)
+
+    if data is None:
+        rng = np.random.default_rng(settings.seed)
+        data = sample_beside_torch(
+            lambda progress, cancel: training_set(mesh_net, settings, rng, progress, cancel),
+            progress, cancel)
+    t_sampled = time.perf_counter()
+    check(cancel)
+
+    import torch
+
+    from .train import pick_device, use_threads
+
+    device = pick_device(settings.device)
+    use_threads(settings.threads)
+
+    warnings = []
+    try:
+        model, result, resampling = _train_network(mesh_net, settings, refinements, data, device,
+                                                   progress, cancel)
+    except Exception as exc:        # noqa: BLE001 - MPS may fail anywhere; never the CPU's errors
+        if device.type != "mps" or isinstance(exc, Cancelled):
+            raise
+        warnings.append(f"training on Apple's MPS failed ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]}); trained on the CPU instead")
+        device = torch.device("cpu")
+        model, result, resampling = _train_network(mesh_net, settings, refinements, data, device,
+                                                   progress, cancel)
+    t_trained = time.perf_counter()
+
+    implicit = with_storage(model.to_implicit(0, transform=T), settings.dtype)
+    report(progress, stage="measuring", fraction=0.0, message="surface error")
+    err = surface_error(implicit, mesh)
+    total = time.perf_counter() - t0
+    implicit.metadata = conversion_metadata(
+        mesh, settings, float(result.final_loss[0]), err, result.epochs_run, result.stopped_early,
+        result.device, {"sampling": t_sampled - t0, "training": t_trained - t_sampled, "total": total},
+        data.stats)
+    if refinements is not None and refinements.active:
+        implicit.metadata["refinements"] = refinements.to_dict()
+        if resampling is not None:
+            implicit.metadata["resampling"] = resampling
+    if warnings:
+        implicit.metadata["device_warnings"] = warnings
+    return ConversionResult(implicit, err, float(result.final_loss[0]), t_sampled - t0,
+                            t_trained - t_sampled, total, result.epochs_run, result.device,
+                            peak_memory_mb(), data.stats, result.history, warnings=warnings)
+
+
+def _train_network(mesh_net, settings, refinements, data, device, progress, cancel):
+    """A fresh network of ``settings`` trained on ``data`` on ``device`` (with the refinements'
+    resampling and quantisation-aware steps); returns ``(model, TrainResult, the last resampling
+    records or None)``."""
+    import torch
+
+    from .model import StackedMLP
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig.of(settings)
+    model = StackedMLP(settings.architecture, 1, torch.Generator().manual_seed(settings.seed),
+                       cfg.init).to(device)
+    P = torch.from_numpy(data.points).to(device)[None]
+    Y = torch.from_numpy(data.sdf).to(device)[None]
+    hook = None
+    if refinements is not None and refinements.validate().resample_every:
+        hook = _resampler(mesh_net, settings, refinements, data, device, progress, cancel)
+    result = train(model, P, Y, cfg, progress=progress, cancel=cancel, seed=settings.seed,
+                   on_epoch_end=hook)
+    if refinements is not None and refinements.qat_epochs and settings.dtype != "float32":
+        from .refine import quantizer
+        if hook is not None and hook.last is not None:
+            P, Y = hook.last
+        qcfg = TrainConfig(epochs=refinements.qat_epochs, lr=refinements.qat_lr,
+                           batch_size=settings.batch_size, schedule="cosine")
+        q = train(model, P, Y, qcfg, progress=progress, cancel=cancel, seed=settings.seed + 1,
+                  quantize=quantizer(settings.dtype))
+        result.history += q.history
+        result.final_loss = q.final_loss
+    return model, result, None if hook is None else hook.history[-8:]
+
+
+#: Fewest candidates drawn as a training set for resampling (ConversionSettings.samples' minimum).
+MIN_CANDIDATES = 1000
+
+
+def _resampler(mesh_net, settings, refinements, data, device, progress, cancel):
+    """An ErrorResampler with its own candidate pool (same distribution as the training set)."""
+    from .refine import ErrorResampler
+
+    # only the candidates that are not drawn on the surface come from a training set, from a
+    # uniform pool of the training set's ratio (not its size: 10M points for 200k candidates cost
+    # budget mode 10 s)
+    n_surface = int(round(refinements.resample_pool * refinements.resample_surface))
+    n_set = max(refinements.resample_pool - n_surface, MIN_CANDIDATES)
+    pool_settings = settings.replace(samples=n_set,
+                                     pool=max(n_set, round(n_set * settings.pool / settings.samples)))
+    rng = np.random.default_rng([settings.seed, 1])
+    report(progress, stage="sampling", fraction=0.0, message="candidates for resampling")
+    pool = training_set(mesh_net, pool_settings, rng, progress, cancel, far_rng=rng)
+    if n_surface:
+        sd, _ = distance_for(mesh_net, settings)
+        near = surface_set(sd, n_surface, rng, refinements.resample_sigma, settings.importance_strength)
+        pool = merge(pool, near, rng)
+    return ErrorResampler(data, pool, refinements, settings.epochs, rng, device)
