@@ -24,9 +24,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import time
+
+from pathlib import Path
 
 import numpy as np
 
@@ -63,28 +66,40 @@ def train_spot(seed: int = 0):
 
 
 def previous_remesh(rev: str):
-    """``remesh`` of ``core/geometry/remesh.py`` at git revision ``rev``, with that revision's
-    ``core/geometry/marching_cubes.py``, loaded as private modules of the ``core`` package; None
-    (with the reason printed) outside a git checkout or when the revision lacks them."""
+    """``remesh`` of git revision ``rev`` with that revision's marching cubes, loaded as private
+    modules (``core._previous_*``) whose other imports are today's modules of the same name (found
+    under core/ by name, so a revision from before core/ was grouped into packages loads too);
+    None (with the reason printed) outside a git checkout or when the revision lacks them."""
+    where = {p.stem: ".".join(p.relative_to(ROOT).with_suffix("").parts)
+             for p in Path(ROOT, "core").rglob("*.py")}
     sources = {}
     for name in ("marching_cubes", "remesh"):
-        try:
-            sources[name] = subprocess.run(
-                ["git", "show", f"{rev}:core/{name}.py"], cwd=ROOT, capture_output=True,
-                text=True, check=True).stdout
-        except (OSError, subprocess.CalledProcessError) as e:
-            print(f"no reference: cannot read core/{name}.py at {rev} ({e})")
+        for path in (f"core/geometry/{name}.py", f"core/{name}.py"):
+            try:
+                sources[name] = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT,
+                                               capture_output=True, text=True, check=True).stdout
+                break
+            except (OSError, subprocess.CalledProcessError) as e:
+                reason = e
+        else:
+            print(f"no reference: cannot read core/{name}.py at {rev} ({reason})")
             return None
-    sources["remesh"] = sources["remesh"].replace("from .marching_cubes import",
-                                                  "from ._previous_marching_cubes import")
+
+    def absolute(match):
+        name = match.group(3)
+        target = "core._previous_marching_cubes" if name == "marching_cubes" else where.get(name)
+        return f"{match.group(1)}from {target or 'core.' + name} import"
+
     modules = {}
     for name in ("marching_cubes", "remesh"):
         full = f"core._previous_{name}"
+        source = re.sub(r"^(\s*)from (\.+)(\w+) import", absolute, sources[name], flags=re.M)
+        source = re.sub(r"^(\s*)from \.+ import", r"\1from core import", source, flags=re.M)
         spec = importlib.util.spec_from_loader(full, loader=None)
         module = importlib.util.module_from_spec(spec)
         module.__package__ = "core"
         sys.modules[full] = module
-        exec(compile(sources[name], f"{rev}:core/{name}.py", "exec"), module.__dict__)
+        exec(compile(source, f"{rev}:core/{name}.py", "exec"), module.__dict__)
         modules[name] = module
     return modules["remesh"].remesh
 
