@@ -487,19 +487,10 @@ def _refine(field_: _Grid, parents, parent_values, size, n, last, fraction, labe
     the same values at shared corners (no cracks).
     """
     R, h = field_.R, field_.field.size / field_.R
-    order = argsort_keys((parents[:, 0] * n + parents[:, 1]) * n + parents[:, 2])
-    parents, parent_values = parents[order], parent_values[order]
-    bounds = _slabs(parents[:, 0], REFINE_BATCH)
-    lo, span = fraction
-    total = max(len(parents), 1)
+    parents, parent_values, _ = _sorted_by_key(parents, parent_values, n)
     out_cells, out_values, count = [], [], 0
-    carry_keys, carry_values = np.zeros(0, dtype=np.int64), np.zeros(0)
-    for b0, b1 in zip(bounds[:-1], bounds[1:]):
-        P, PV = parents[b0:b1], parent_values[b0:b1]
-        message = f"{label}: {8 * len(parents):,} cells"
-        block, carry_keys, carry_values, _, _ = _block_values(
-            field_, P, PV, size, n, carry_keys, carry_values,
-            (lo + span * b0 / total, span * (b1 - b0) / total), message)
+    for _, _, P, block, _, _ in _evaluated_blocks(field_, parents, parent_values, size, n, fraction,
+                                                  label):
         cells, values = _children(P, block, last)
         if n - 1 > R:                                  # drop the padding
             inside_grid = (cells * size < R).all(1)
@@ -507,12 +498,7 @@ def _refine(field_: _Grid, parents, parent_values, size, n, last, fraction, labe
         if not last:
             keep = _near_surface(values, size * h)
             cells, values = cells[keep], values[keep]
-        if last:
-            count += triangle_count(values)
-            field_.check_budget(count, BYTES_PER_TRIANGLE, "the surface makes", "triangles")
-        else:
-            count += len(cells)
-            field_.check_budget(count, BYTES_PER_BAND_CELL, "the band around the surface holds")
+        count = _count(field_, count, values, last)
         out_cells.append(cells)
         out_values.append(values)
     if not out_cells:
@@ -537,22 +523,11 @@ def _refine_surface(field_: _Grid, parents, parent_values, size, n, last, fracti
     h = field_.field.size / R
     split = _crossed(parent_values)
     split[~split] = _may_cross(parent_values[~split], size * h, _REACH_CHILDREN)
-    P_all, PV_all = parents[split], parent_values[split]
-    split = (P_all[:, 0] * n + P_all[:, 1]) * n + P_all[:, 2]
-    order = argsort_keys(split)
-    P_all, PV_all, split = P_all[order], PV_all[order], split[order]
-    bounds = _slabs(P_all[:, 0], REFINE_BATCH)
-    lo, span = fraction
-    total = max(len(P_all), 1)
+    P_all, PV_all, split = _sorted_by_key(parents[split], parent_values[split], n)
     out_cells, out_values, reached, count = [], [], [], 0
     known = []                                         # (sorted keys, values) of inner points
-    carry_keys, carry_values = np.zeros(0, dtype=np.int64), np.zeros(0)
-    for b0, b1 in zip(bounds[:-1], bounds[1:]):
-        P, PV = P_all[b0:b1], PV_all[b0:b1]
-        message = f"{label}: {8 * len(P_all):,} cells"
-        block, carry_keys, carry_values, inner_keys, inner_values = _block_values(
-            field_, P, PV, size, n, carry_keys, carry_values,
-            (lo + span * b0 / total, span * (b1 - b0) / total), message)
+    for b0, b1, P, block, inner_keys, inner_values in _evaluated_blocks(
+            field_, P_all, PV_all, size, n, fraction, label):
         known.append((inner_keys, inner_values))
         values = np.take(block, _CHILD_CORNERS.reshape(-1), axis=1).reshape(-1, 8, 8)
         cells = P[:, None, :] * 2 + CORNERS[None, :, :]               # (p, 8 children, 3)
@@ -578,11 +553,36 @@ def _refine_surface(field_: _Grid, parents, parent_values, size, n, last, fracti
     lookup = _PointLookup(known, split, PV_all, size, n)
     reached = np.concatenate(reached) if reached else np.zeros((0, 3), dtype=np.int64)
     more_cells, more_values = _flood(field_, reached, split, lookup, size, n, last, count,
-                                     lo + span, label)
+                                     sum(fraction), label)
     if len(more_cells):
         cells = np.concatenate([cells, more_cells])
         values = np.concatenate([values, more_values])
     return cells, values, len(more_cells)
+
+
+def _sorted_by_key(parents, parent_values, n):
+    """Parent cells, their corner values and keys, in the order of their keys (x-major): the order
+    the slab batches and the carried shared points rely on."""
+    keys = (parents[:, 0] * n + parents[:, 1]) * n + parents[:, 2]
+    order = argsort_keys(keys)
+    return parents[order], parent_values[order], keys[order]
+
+
+def _evaluated_blocks(field_: _Grid, parents, parent_values, size, n, fraction, label):
+    """Key-sorted parents in slab batches (:func:`_slabs`), each with its 27 points' values
+    (:func:`_block_values`, points shared with the previous batch carried over): yields
+    ``(b0, b1, parents[b0:b1], block, inner_keys, inner_values)``."""
+    bounds = _slabs(parents[:, 0], REFINE_BATCH)
+    lo, span = fraction
+    total = max(len(parents), 1)
+    message = f"{label}: {8 * len(parents):,} cells"
+    carry_keys, carry_values = np.zeros(0, dtype=np.int64), np.zeros(0)
+    for b0, b1 in zip(bounds[:-1], bounds[1:]):
+        P = parents[b0:b1]
+        block, carry_keys, carry_values, inner_keys, inner_values = _block_values(
+            field_, P, parent_values[b0:b1], size, n, carry_keys, carry_values,
+            (lo + span * b0 / total, span * (b1 - b0) / total), message)
+        yield b0, b1, P, block, inner_keys, inner_values
 
 
 def _count(field_: _Grid, count: int, values: np.ndarray, last: bool) -> int:
