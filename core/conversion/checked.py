@@ -19,7 +19,7 @@ from ..meshes.mesh import Mesh
 from ..samples.shell import trained_thickness
 from ..training import budget, sizing
 from ..training.convert import ConversionResult, convert_mesh
-from .verify import verify
+from .verify import source_side, verify
 
 
 @dataclass(frozen=True)
@@ -68,15 +68,18 @@ class SizeMode:
         user interface must not offer in this mode. The file records what ran."""
         return {"target_error": sizing.DECIDES, "budget": budget.DECIDES}.get(self.mode, ())
 
-    def convert(self, mesh: Mesh, settings: ConversionSettings, progress=None, cancel=None):
-        """One conversion in this mode (no check)."""
+    def convert(self, mesh: Mesh, settings: ConversionSettings, progress=None, cancel=None,
+                while_sampling=None):
+        """One conversion in this mode (no check). ``while_sampling``: see
+        core.training.convert.convert_mesh (the fixed-size mode runs it; the others do not)."""
         if self.mode == "target_error":
             return sizing.convert_to_target_error(mesh, self.target_error, settings,
                                                   progress=progress, cancel=cancel)
         if self.mode == "budget":
             return budget.convert_to_budget(mesh, self.budget_bytes, settings, progress=progress,
                                             cancel=cancel)
-        return convert_mesh(mesh, settings, progress=progress, cancel=cancel)
+        return convert_mesh(mesh, settings, progress=progress, cancel=cancel,
+                            while_sampling=while_sampling)
 
 
 class ConversionFailed(InputError):
@@ -116,17 +119,19 @@ def convert_checked(mesh: Mesh, settings: ConversionSettings | None = None, *,
     failures = []
     for attempt in range(attempts):
         tried = settings if attempt == 0 else settings.replace(seed=(settings.seed + attempt) % 2 ** 32)
+        early = {}              # the check's source side, computed while the samples are drawn
         if attempt == 0 and trained is not None:
             result = trained
         else:
             if attempt and on_retry is not None:
                 on_retry()
-            result = size.convert(mesh, tried, progress, cancel)
+            result = size.convert(mesh, tried, progress, cancel, while_sampling=lambda: early.update(
+                source=source_side(mesh, mesh.normalization(), tried.seed)))
         check(cancel)
         report(progress, stage="checking", fraction=0.0,
                message="checking the result against the source mesh")
         v = verify(result.implicit, mesh, seed=tried.seed,
-                   shell_thickness=trained_thickness(result.implicit))
+                   shell_thickness=trained_thickness(result.implicit), source=early.get("source"))
         report(progress, stage="checking", fraction=1.0, message=v.summary())
         if v.passed:
             result.verification = v

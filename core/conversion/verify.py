@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..common.constants import BOUND_RADIUS
 from ..common.errors import InputError
 from ..common.units import format_fraction
 from ..meshes.mesh import Mesh
@@ -128,12 +129,61 @@ class Verification:
                 f"{100 * self.sign_agreement_near:.1f}%)")
 
 
-def verify(implicit, mesh: Mesh, *, seed: int = 0, shell_thickness: float | None = None) -> Verification:
+@dataclass
+class SourceSide:
+    """The source's half of the check, which needs no network: the check's points (network frame)
+    and the source's signed distance at them. Computed by :func:`source_side`, before training where
+    there is time (core.conversion.checked does it while the training set is drawn), else by
+    :func:`verify` itself; the result is the same either way."""
+
+    transform: np.ndarray
+    seed: int
+    t_net: float | None                 # a shell's half thickness in the network frame, else None
+    sd: SignedDistance
+    open_edges: int
+    uniform: np.ndarray
+    S: np.ndarray
+    face_ids: np.ndarray
+    near: np.ndarray
+    ambiguous: float
+    d_uniform: np.ndarray               # the source's signed distance at ``uniform``
+    d_near: np.ndarray                  # ... and at ``near``
+
+    def matches(self, transform: np.ndarray, seed: int, t_net: float | None) -> bool:
+        return (self.seed == seed and self.t_net == t_net
+                and np.array_equal(self.transform, transform))
+
+
+def source_side(mesh: Mesh, transform: np.ndarray, seed: int = 0,
+                shell_thickness: float | None = None) -> SourceSide:
+    """The check's points and the source's distances at them, for a network whose frame is
+    ``transform`` (mesh frame to network frame), trained closed or (``shell_thickness``, a fraction
+    of the radius) as a shell."""
+    T = np.asarray(transform, dtype=np.float64)
+    scale = float(np.cbrt(abs(np.linalg.det(T[:3, :3]))))
+    t_net = None if shell_thickness is None else shell_thickness * scale / _unit_scale(mesh)
+    rng = np.random.default_rng([seed, 7])
+    open_edges = boundary_edge_count(mesh.F)
+    V_net = mesh.V @ T[:3, :3].T + T[:3, 3]
+    sd = SignedDistance(V_net, mesh.F) if t_net is None else ShellDistance(V_net, mesh.F, t_net)
+    uniform = uniform_ball(POINTS, rng, BOUND_RADIUS).astype(np.float64)
+    S, face_ids = sample_surface(V_net, mesh.F, POINTS, rng)
+    near = S + rng.normal(0.0, NEAR_SIGMA, S.shape)
+    near = near[np.linalg.norm(near, axis=1) < BOUND_RADIUS]
+    ambiguous = ambiguous_share(sd, near, SIGN_MARGIN) if open_edges else 0.0
+    return SourceSide(T, seed, t_net, sd, open_edges, uniform, S, face_ids, near, ambiguous,
+                      sd.signed(uniform), sd.signed(near))
+
+
+def verify(implicit, mesh: Mesh, *, seed: int = 0, shell_thickness: float | None = None,
+           source: SourceSide | None = None) -> Verification:
     """Check ``implicit`` against its source ``mesh`` (mesh frame); see the module docstring.
 
     shell_thickness : half thickness (fraction of the shape's radius) when the network was trained as
         a shell (core.samples.shell); None takes it from the network's metadata (``surface``), which
         is None for networks trained on the signed distance.
+    source : :func:`source_side` computed earlier; used when it was made for this network's frame,
+        seed and surface, else computed here.
     Never raises for a bad network: every failure is a problem in the returned record.
     """
     from ..geometry.metrics import surface_distances
@@ -144,19 +194,11 @@ def verify(implicit, mesh: Mesh, *, seed: int = 0, shell_thickness: float | None
         shell_thickness = trained_thickness(implicit)
     if shell_thickness is not None and not (np.isfinite(shell_thickness) and shell_thickness > 0):
         raise InputError(f"shell_thickness must be a positive number, got {shell_thickness!r}")
-    rng = np.random.default_rng([seed, 7])
-    open_edges = boundary_edge_count(mesh.F)
-    T = implicit.transform
-    V_net = mesh.V @ T[:3, :3].T + T[:3, 3]
-    # the shell's half thickness in the network frame: the unit-sphere frame scaled like the mesh
     t_net = None if shell_thickness is None else shell_thickness * implicit.scale / _unit_scale(mesh)
-    sd = SignedDistance(V_net, mesh.F) if t_net is None else ShellDistance(V_net, mesh.F, t_net)
-
-    uniform = uniform_ball(POINTS, rng, implicit.bound_radius).astype(np.float64)
-    S, face_ids = sample_surface(V_net, mesh.F, POINTS, rng)
-    near = S + rng.normal(0.0, NEAR_SIGMA, S.shape)
-    near = near[np.linalg.norm(near, axis=1) < implicit.bound_radius]
-    ambiguous = ambiguous_share(sd, near, SIGN_MARGIN) if open_edges else 0.0
+    if source is None or not source.matches(implicit.transform, seed, t_net):
+        source = source_side(mesh, implicit.transform, seed, shell_thickness)
+    sd, open_edges, ambiguous, t_net = source.sd, source.open_edges, source.ambiguous, source.t_net
+    uniform, S, face_ids, near = source.uniform, source.S, source.face_ids, source.near
     result = Verification(has_surface=False, sign_agreement=float("nan"), chamfer=float("inf"),
                           open_input=ambiguous > AMBIGUOUS_SHARE, boundary_edges=open_edges,
                           ambiguous_share=ambiguous, shell_thickness=shell_thickness)
@@ -170,8 +212,8 @@ def verify(implicit, mesh: Mesh, *, seed: int = 0, shell_thickness: float | None
                                f"{len(values):,} points: its weights overflow")
         return result
 
-    result.sign_agreement = _agreement(sd, uniform, f_uniform)
-    result.sign_agreement_near = _agreement(sd, near, f_near, balanced=True)
+    result.sign_agreement = _agreement(source.d_uniform, f_uniform)
+    result.sign_agreement_near = _agreement(source.d_near, f_near, balanced=True)
     try:
         r = remesh(implicit, resolution=_resolution(t_net))
     except InputError as e:
@@ -266,15 +308,15 @@ def _resolution(t_net: float | None) -> int:
     return int(min(MAX_SHELL_RESOLUTION, max(RESOLUTION, math.ceil(SHELL_CELLS_ACROSS / t_net))))
 
 
-def _agreement(sd: SignedDistance, X: np.ndarray, f: np.ndarray, balanced: bool = False) -> float:
-    """Share of points X (away from the surface) where sign(f) matches the source's inside.
+def _agreement(d: np.ndarray, f: np.ndarray, balanced: bool = False) -> float:
+    """Share of points (away from the surface) where sign(f) matches the source's inside, from the
+    source's signed distance d and the network's values f there.
 
     balanced : the mean of the shares on inside and on outside points, so that a thin shape (few
     inside points) cannot hide a network that gets its whole inside wrong. Inside points count from
     half the deepest inside depth when that is less than SIGN_MARGIN: a plate thinner than two
     margins would otherwise have no inside points at all.
     """
-    d = sd.signed(X)
     depth = float(-d.min()) if (d < 0).any() else 0.0
     inner_margin = min(SIGN_MARGIN, 0.5 * depth)
     keep = (d > SIGN_MARGIN) | ((d < 0) & (-d > inner_margin))

@@ -128,7 +128,8 @@ def conversion_metadata(mesh: Mesh, settings: ConversionSettings, final_loss: fl
 
 
 def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progress=None,
-                 cancel=None, refinements=None, data: SampleSet | None = None) -> ConversionResult:
+                 cancel=None, refinements=None, data: SampleSet | None = None,
+                 while_sampling=None) -> ConversionResult:
     """Convert a validated mesh (core.meshes.mesh.Mesh, mesh frame) into an Implicit.
 
     refinements : optional core.training.refine.Refinements (error-driven resampling,
@@ -136,6 +137,8 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
     data : optional training set already drawn by :func:`training_set` for this mesh in its network
         frame (``mesh.normalization()``) with these settings; searches that train several networks
         on one mesh (core.training.sizing, core.training.budget) pass it to sample once.
+    while_sampling : optional callable run once while the training set is drawn (on Linux beside the
+        sampler, core.training.prefetch); not at all when ``data`` is given.
     Raises InputError for bad settings, Cancelled when ``cancel`` is set (nothing is returned then).
     """
     settings = (settings or ConversionSettings()).validate()
@@ -147,7 +150,7 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
         rng = np.random.default_rng(settings.seed)
         data = sample_beside_torch(
             lambda progress, cancel: training_set(mesh_net, settings, rng, progress, cancel),
-            progress, cancel)
+            progress, cancel, meanwhile=while_sampling)
     t_sampled = time.perf_counter()
     check(cancel)
 

@@ -28,24 +28,41 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05
 
 
-def sample_beside_torch(make: Callable, progress=None, cancel=None):
+def sample_beside_torch(make: Callable, progress=None, cancel=None, meanwhile: Callable | None = None):
     """``make(progress, cancel)`` (numpy and libigl only, no torch) run while torch imports;
     returns what ``make`` returns, and torch is imported afterwards.
+
+    ``meanwhile()``, when given, runs once in this process while the forked sampler still works
+    (after torch's import: work that would otherwise wait until after training, e.g. the source's
+    half of the check); elsewhere it runs after ``make``. Its failures are logged, never raised: it
+    may only compute what would otherwise be computed later.
 
     ``make`` runs in a forked child where that is possible, so it must not leave state that the
     caller reads afterwards (a random generator it advances is advanced in the child only); its
     result must pickle. Progress records reach ``progress`` here; ``cancel`` stops the child.
     """
-    if "torch" in sys.modules:
-        return make(progress, cancel)
-    if _fork_is_safe():
-        return _forked(make, progress, cancel)
-    loader = threading.Thread(target=_import_torch, name="import torch", daemon=True)
-    loader.start()
+    if "torch" not in sys.modules and _fork_is_safe():
+        return _forked(make, progress, cancel, meanwhile)
+    loader = None
+    if "torch" not in sys.modules:
+        loader = threading.Thread(target=_import_torch, name="import torch", daemon=True)
+        loader.start()
     try:
-        return make(progress, cancel)
+        result = make(progress, cancel)
     finally:
-        loader.join()
+        if loader is not None:
+            loader.join()
+    _run(meanwhile)
+    return result
+
+
+def _run(meanwhile) -> None:
+    if meanwhile is None:
+        return
+    try:
+        meanwhile()
+    except Exception:           # noqa: BLE001 - an optimisation; the work is redone where needed
+        log.warning("work beside sampling failed; it is done later instead", exc_info=True)
 
 
 def _fork_is_safe() -> bool:
@@ -61,7 +78,7 @@ def _import_torch() -> None:
         pass
 
 
-def _forked(make, progress, cancel):
+def _forked(make, progress, cancel, meanwhile=None):
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child, args=(make, send), name="sampling", daemon=True)
@@ -69,6 +86,7 @@ def _forked(make, progress, cancel):
     send.close()
     try:
         _import_torch()
+        _run(meanwhile)
         while True:
             check(cancel)
             if receive.poll(POLL_SECONDS):
