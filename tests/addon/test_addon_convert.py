@@ -345,7 +345,8 @@ def test_remesh_a_shell_as_its_sheet(ni, tmp_path):
     with Sheet gives the plane itself; without it, the closed shell around the plane."""
     bpy = ni.bpy
     new_scene(bpy)
-    checked = importlib.import_module(ni.core_convert.__name__.replace(".convert", ".checked"))
+    package = ni.bridge.__name__.rsplit(".", 1)[0]
+    checked = importlib.import_module(f"{package}.core.conversion.checked")
     g = np.linspace(0.0, 1.0, 7)
     X, Y = np.meshgrid(g, g, indexing="ij")
     V = np.stack([X.ravel(), Y.ravel(), np.zeros(X.size)], 1)
