@@ -159,3 +159,18 @@ def test_the_check_reports_parts_the_network_joins():
     conversion's check says so instead of passing silently."""
     r = convert_checked(boxes(0.005), SMALL)
     assert any("joins" in w and "neighbouring separate parts" in w for w in r.verification.warnings)
+
+
+def test_parts_closer_than_narrow_train_longer_and_the_file_says_so():
+    """Three cubes 2 % of a side apart: samples, pool and epochs doubled (gap_factor 2, the default)
+    and recorded; with gap_factor 1, or for one cube, the settings run as given."""
+    from core.training.convert import convert_mesh
+
+    close = convert_mesh(boxes(0.02), SMALL).implicit.metadata
+    assert close["narrow_gaps"]["factor"] == 2.0 and 0 < close["narrow_gaps"]["finest_gap"] < 0.05
+    assert (close["settings"]["samples"], close["settings"]["pool"], close["settings"]["epochs"]) == \
+        (2 * SMALL.samples, 2 * SMALL.pool, 2 * SMALL.epochs)
+    assert close["epochs_run"] == 2 * SMALL.epochs
+    for mesh, settings in ((boxes(0.02), SMALL.replace(gap_factor=1.0)), (boxes(0.02, n=1), SMALL)):
+        meta = convert_mesh(mesh, settings).implicit.metadata
+        assert "narrow_gaps" not in meta and meta["settings"]["epochs"] == SMALL.epochs

@@ -82,6 +82,9 @@ class ConversionSettings:
                              min=0.0, max=0.5)
     surface_sigma: float = _f(0.01, "standard deviation of the near-surface samples, network units",
                               min=0.0, max=0.5)
+    gap_factor: float = _f(2.0, "when separate parts lie closer than 5.5 percent of the size, samples, "
+                                "pool and epochs times this (1 = off; a stack of several shapes "
+                                "keeps its own recipe)", min=1.0, max=4.0)
     gap_fraction: float = _f(0.0, "share of the training set drawn in narrow gaps between separate "
                                   "parts (0 = off; core/samples/gaps.py)", min=0.0, max=0.5)
     importance_strength: float = _f(10.0, "how much painted vertex weights raise sampling density "

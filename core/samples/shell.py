@@ -102,12 +102,13 @@ def resolve(V_net: np.ndarray, F: np.ndarray, settings) -> Surface:
                    settings.shell_thickness if shell else None, openness)
 
 
-def distance_for(mesh_net, settings) -> tuple[SignedDistance, Surface]:
+def distance_for(mesh_net, settings, surface: Surface | None = None) -> tuple[SignedDistance, Surface]:
     """The distance object whose targets a conversion trains on, and the surface it chose.
 
     mesh_net : core.meshes.mesh.Mesh already in the network frame.
+    surface : :func:`resolve` of it with these settings, when the caller has it already.
     """
-    surface = resolve(mesh_net.V, mesh_net.F, settings)
+    surface = resolve(mesh_net.V, mesh_net.F, settings) if surface is None else surface
     if surface.mode == "shell":
         return (ShellDistance(mesh_net.V, mesh_net.F, surface.half_thickness_net,
                               mesh_net.vertex_weights), surface)

@@ -15,15 +15,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import __version__
+from ..common.constants import MESH_RADIUS
 from ..common.errors import Cancelled
 from ..common.progress import check, report
 from ..common.settings import ConversionSettings
+from ..common.units import format_fraction
 from ..geometry.metrics import surface_error
 from ..meshes.mesh import Mesh
 from ..representation.implicit import Implicit
 from ..representation.quantize import with_storage
+from ..samples.gaps import narrow_gap_settings, with_gap_samples
 from ..samples.sampling import SampleSet, importance_sample, merge, surface_set, with_far_field
-from ..samples.shell import distance_for
+from ..samples.shell import distance_for, resolve
 from .prefetch import sample_beside_torch
 
 
@@ -72,7 +75,8 @@ def peak_memory_mb() -> float | None:
 
 
 def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Generator,
-                 progress=None, cancel=None, far_rng: np.random.Generator | None = None) -> SampleSet:
+                 progress=None, cancel=None, far_rng: np.random.Generator | None = None,
+                 surface=None) -> SampleSet:
     """The training data for a mesh already in the network frame: importance samples, plus
     ``surface_fraction`` of the set as near-surface points; then ``far_fraction`` of the set is
     replaced by uniform points in the bounding ball (exact signed distances for all), drawn with
@@ -80,7 +84,7 @@ def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Ge
     same with and without far points). The target is the signed distance, or in shell mode the
     shell's (core.samples.shell; ``settings.surface``), recorded in the set's stats as
     ``surface``."""
-    sd, surface = distance_for(mesh_net, settings)
+    sd, surface = distance_for(mesh_net, settings, surface)
     if surface.summary():
         report(progress, stage="sampling", fraction=0.0, message=surface.summary())
     n_surface = int(round(settings.samples * settings.surface_fraction))
@@ -93,7 +97,6 @@ def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Ge
                                        settings.importance_strength), rng)
     # narrow gaps between separate parts (core/samples/gaps.py): their own generator, so a mesh
     # without such gaps gets the same set, bit for bit, as without this step
-    from ..samples.gaps import with_gap_samples
     data, gaps = with_gap_samples(data, sd, mesh_net, settings.gap_fraction,
                                   np.random.default_rng([settings.seed, 3]), surface.openness,
                                   settings.seed)
@@ -146,10 +149,18 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
     T = mesh.normalization()
     mesh_net = mesh.transformed(T)
 
+    gaps = None
     if data is None:
+        surface = resolve(mesh_net.V, mesh_net.F, settings)
+        settings, gaps = narrow_gap_settings(settings, surface)
+        if gaps is not None:
+            report(progress, stage="sampling", fraction=0.0,
+                   message=f"separate parts {format_fraction(gaps['finest_gap'] / MESH_RADIUS)} of "
+                           f"the size apart: {gaps['factor']:g} x the samples and epochs")
         rng = np.random.default_rng(settings.seed)
         data = sample_beside_torch(
-            lambda progress, cancel: training_set(mesh_net, settings, rng, progress, cancel),
+            lambda progress, cancel: training_set(mesh_net, settings, rng, progress, cancel,
+                                                  surface=surface),
             progress, cancel, meanwhile=while_sampling)
     t_sampled = time.perf_counter()
     check(cancel)
@@ -187,6 +198,8 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
         implicit.metadata["refinements"] = refinements.to_dict()
         if resampling is not None:
             implicit.metadata["resampling"] = resampling
+    if gaps is not None:
+        implicit.metadata["narrow_gaps"] = gaps
     if warnings:
         implicit.metadata["device_warnings"] = warnings
     return ConversionResult(implicit, err, float(result.final_loss[0]), t_sampled - t0,
