@@ -174,3 +174,20 @@ def test_parts_closer_than_narrow_train_longer_and_the_file_says_so():
     for mesh, settings in ((boxes(0.02), SMALL.replace(gap_factor=1.0)), (boxes(0.02, n=1), SMALL)):
         meta = convert_mesh(mesh, settings).implicit.metadata
         assert "narrow_gaps" not in meta and meta["settings"]["epochs"] == SMALL.epochs
+
+
+def test_a_stack_gives_parts_that_nearly_touch_what_converting_alone_gives():
+    """In a stack every shape has the stack's recipe; a shape whose parts nearly touch is converted
+    again alone by the check (its first attempt), so it gets the narrow-gap recipe as it would
+    alone, and says so; a one-part shape keeps its stacked network."""
+    from core.conversion.batch_train import convert_many
+
+    close, single = boxes(0.02), boxes(0.02, n=1)
+    stacked = convert_many([close, single], SMALL, shapes_per_batch=2)
+    assert "narrow_gaps" not in stacked[0].implicit.metadata           # the stack's own recipe
+    checked = [convert_checked(m, SMALL, trained=r, attempts=1) for m, r in zip((close, single), stacked)]
+    assert checked[0].implicit.metadata["narrow_gaps"]["factor"] == 2.0
+    assert "converted again alone" in checked[0].warnings[0]
+    alone = convert_checked(close, SMALL, attempts=1)
+    assert all(np.array_equal(a, b) for a, b in zip(checked[0].implicit.weights, alone.implicit.weights))
+    assert checked[1] is stacked[1] and not any("alone" in w for w in checked[1].warnings)

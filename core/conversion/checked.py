@@ -16,6 +16,7 @@ from ..common.errors import InputError
 from ..common.progress import check, report
 from ..common.settings import ConversionSettings, check_fields, described
 from ..meshes.mesh import Mesh
+from ..samples.gaps import needs_own_recipe
 from ..samples.shell import trained_thickness
 from ..training import budget, sizing
 from ..training.convert import ConversionResult, convert_mesh
@@ -107,7 +108,9 @@ def convert_checked(mesh: Mesh, settings: ConversionSettings | None = None, *,
 
     trained : a network already trained with ``settings`` elsewhere (in a stack,
         core.conversion.batch_train), checked as the first attempt; later attempts convert alone,
-        after ``on_retry()``.
+        after ``on_retry()``. A shape whose parts nearly touch gets more training alone than the
+        stack's recipe (core.samples.gaps.needs_own_recipe): it is converted alone from the start,
+        so a stack gives it what converting it alone gives.
 
     Raises ConversionFailed when every attempt failed (open input fails only without a surface;
     its other findings are warnings), InputError for bad input, Cancelled when ``cancel`` is set.
@@ -120,10 +123,12 @@ def convert_checked(mesh: Mesh, settings: ConversionSettings | None = None, *,
     for attempt in range(attempts):
         tried = settings if attempt == 0 else settings.replace(seed=(settings.seed + attempt) % 2 ** 32)
         early = {}              # the check's source side, computed while the samples are drawn
-        if attempt == 0 and trained is not None:
+        alone = (attempt == 0 and trained is not None
+                 and needs_own_recipe(trained.implicit, tried))
+        if attempt == 0 and trained is not None and not alone:
             result = trained
         else:
-            if attempt and on_retry is not None:
+            if (attempt or alone) and on_retry is not None:
                 on_retry()
             result = size.convert(mesh, tried, progress, cancel, while_sampling=lambda: early.update(
                 source=source_side(mesh, mesh.normalization(), tried.seed)))
@@ -136,12 +141,15 @@ def convert_checked(mesh: Mesh, settings: ConversionSettings | None = None, *,
         if v.passed:
             result.verification = v
             result.warnings = list(result.warnings) + list(v.warnings)
+            if alone:
+                result.warnings.insert(0, "converted again alone: its separate parts nearly touch, "
+                                          "which the stack's recipe does not allow for (gap_factor)")
             if failures:
                 result.warnings.insert(0, f"{len(failures)} earlier attempt(s) failed the check "
                                           f"({failures[0]}); seed {tried.seed} passed")
             result.implicit.metadata["verification"] = {**v.to_dict(), "attempts": attempt + 1}
             return result
-        where = " (in the stack)" if attempt == 0 and trained is not None else ""
+        where = " (in the stack)" if attempt == 0 and trained is not None and not alone else ""
         failures.append(f"seed {tried.seed}{where}: {'; '.join(v.problems)}")
     raise ConversionFailed(f"{mesh.name}: the conversion failed its check {attempts} time(s): "
                            + " | ".join(failures))
