@@ -117,7 +117,7 @@ def test_one_part_and_far_apart_parts_get_no_gap_samples():
 def test_the_resolution_for_a_gap_is_the_one_the_warning_accepts():
     from types import SimpleNamespace
 
-    from core.samples.gaps import resolution_for, resolution_for_gap
+    from core.geometry.remesh import resolution_for, resolution_for_gap
 
     for gap in (0.0045, 0.009, 0.02, 0.1):
         shape = SimpleNamespace(metadata={"surface": {"openness": {"finest_gap": gap}}})

@@ -178,19 +178,36 @@ class ImplicitField(Field):
         return self.implicit.to_mesh(V)
 
 
-def gap_warning(implicit, resolution: int) -> str | None:
-    """A warning when the source of ``implicit`` had separate parts closer than two cells of a
-    ``resolution`` grid (core.samples.openness.finest_gap, recorded at conversion): marching cubes
-    needs a grid point in the gap to keep them apart. None when they are far enough, or not
-    known."""
+def recorded_gap(implicit) -> float | None:
+    """The finest gap between the source's separate parts (network units) recorded in
+    ``implicit``'s file at conversion (core.samples.openness.finest_gap), or None."""
     meta = getattr(implicit, "metadata", None) or {}
     gap = ((meta.get("surface") or {}).get("openness") or {}).get("finest_gap")
-    if not isinstance(gap, (int, float)) or not gap > 0:
+    return float(gap) if isinstance(gap, (int, float)) and gap > 0 else None
+
+
+def resolution_for_gap(gap: float | None, requested: int, maximum: int = MAX_RESOLUTION) -> int:
+    """The remesh resolution that keeps parts ``gap`` apart (network units) from merging: marching
+    cubes needs a grid point in the gap, so cells of at most half of it. ``requested`` when that is
+    fine enough or ``gap`` is None, else the smallest that is, capped at ``maximum``."""
+    if gap is None or requested >= 4.0 * BOUND_RADIUS / gap:
+        return int(requested)
+    return int(max(requested, min(maximum, np.ceil(4.0 * BOUND_RADIUS / gap))))
+
+
+def resolution_for(implicit, requested: int, maximum: int = MAX_RESOLUTION) -> int:
+    """:func:`resolution_for_gap` for the gap recorded in ``implicit``'s file."""
+    return resolution_for_gap(recorded_gap(implicit), requested, maximum)
+
+
+def gap_warning(implicit, resolution: int) -> str | None:
+    """A warning when the source of ``implicit`` had separate parts closer than two cells of a
+    ``resolution`` grid (:func:`recorded_gap`): marching cubes needs a grid point in the gap to keep
+    them apart. None when they are far enough, or not known."""
+    gap = recorded_gap(implicit)
+    if gap is None or resolution >= 4.0 * BOUND_RADIUS / gap:
         return None
-    cell = 2.0 * BOUND_RADIUS / resolution
-    if cell <= gap / 2:
-        return None
-    need = min(MAX_RESOLUTION, int(np.ceil(4.0 * BOUND_RADIUS / gap)))
+    need = resolution_for_gap(gap, 0)
     return (f"the source has separate parts {100 * gap / MESH_RADIUS:.2g}% of its size apart, less "
             f"than two cells of this {resolution}^3 grid: they may merge in the mesh (a resolution "
             f"of {need} or more keeps them apart where the network does)")

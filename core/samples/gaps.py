@@ -11,7 +11,7 @@ source has separate parts whose narrowest gap (core.samples.openness.finest_gap)
 :data:`NARROW`. Off by default: at 0.1 it lowers the Chamfer distance of cube arrays with 0.5-5 %
 gaps but does not keep 0.5 % and 1 % gaps open with the default 8 x 32 network, and raises it on
 63451.stl's 30 polyhedra (docs/open-geometry.md). :func:`joined_parts` reports a network that joins
-parts across a gap; :func:`resolution_for` picks the remesh resolution a gap needs. A mesh of one
+parts across a gap; :func:`core.geometry.remesh.resolution_for` picks the remesh resolution a gap needs. A mesh of one
 part, or of parts far apart, touching or overlapping, or of more than
 core.samples.openness.MAX_GAP_PARTS parts, gets none: its training set is bit-identical to one drawn
 without this module.
@@ -23,11 +23,10 @@ Frames: network frame throughout (core/common/constants.py), where the shape's f
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from types import SimpleNamespace
 
 import numpy as np
 
-from ..common.constants import BOUND_RADIUS, MESH_RADIUS
+from ..common.constants import BOUND_RADIUS
 from .openness import MAX_GAP_PARTS, TOUCHING, face_components, finest_gap
 from .sampling import SampleSet, SignedDistance, sample_surface
 
@@ -70,14 +69,10 @@ def parts_and_gap(V: np.ndarray, F: np.ndarray, openness=None, seed: int = 0):
     return labels, n, finest_gap(V, F, labels, n, seed)
 
 
-def narrow(openness) -> float | None:
-    """The finest gap (network units) when ``openness`` (core.samples.openness.Openness) found
-    separate parts closer than :data:`NARROW`, neither touching nor overlapping; else None."""
-    gap = None if openness is None else openness.finest_gap
-    if (openness is not None and 2 <= openness.components <= MAX_GAP_PARTS and gap is not None
-            and TOUCHING < gap < NARROW):
-        return float(gap)
-    return None
+def narrow(parts: int, gap: float | None) -> bool:
+    """Whether a source of ``parts`` separate parts whose finest gap is ``gap`` (network units)
+    has parts closer than :data:`NARROW`, neither touching nor overlapping."""
+    return 2 <= parts <= MAX_GAP_PARTS and gap is not None and TOUCHING < gap < NARROW
 
 
 def needs_own_recipe(implicit, settings) -> bool:
@@ -89,11 +84,9 @@ def needs_own_recipe(implicit, settings) -> bool:
     o = surface.get("openness")
     if settings.gap_factor <= 1 or surface.get("mode") != "closed" or not isinstance(o, dict):
         return False
-    try:
-        found = SimpleNamespace(components=int(o["components"]), finest_gap=o.get("finest_gap"))
-    except (KeyError, TypeError, ValueError):
-        return False
-    return narrow(found) is not None
+    parts, gap = o.get("components"), o.get("finest_gap")
+    return (isinstance(parts, int) and isinstance(gap, (int, float))
+            and narrow(parts, float(gap)))
 
 
 def narrow_gap_settings(settings, surface) -> tuple:
@@ -106,21 +99,16 @@ def narrow_gap_settings(settings, surface) -> tuple:
     samples or the epochs keeps the cubes apart, both together take 63451's Chamfer distance from
     0.0043 to 0.0013 (at four times the training time). ``record`` goes into the file's metadata.
     """
-    gap = narrow(surface.openness) if surface.mode == "closed" else None
+    o = surface.openness
     f = settings.gap_factor
-    if gap is None or f <= 1:
+    if surface.mode != "closed" or o is None or f <= 1 or not narrow(o.components, o.finest_gap):
         return settings, None
+    gap = float(o.finest_gap)
     changed = settings.replace(samples=int(round(settings.samples * f)),
                                pool=int(round(settings.pool * f)),
                                epochs=int(round(settings.epochs * f)))
     return changed, {"finest_gap": gap, "factor": f, "samples": changed.samples,
                      "pool": changed.pool, "epochs": changed.epochs}
-
-
-def wanted(parts: int, gap: float | None, fraction: float) -> bool:
-    """Whether a source of ``parts`` parts whose narrowest gap is ``gap`` gets gap samples."""
-    return (fraction > 0 and 2 <= parts <= MAX_GAP_PARTS and gap is not None
-            and TOUCHING < gap < NARROW)
 
 
 def facing_points(V: np.ndarray, F: np.ndarray, labels: np.ndarray, parts: int, reach: float,
@@ -193,7 +181,7 @@ def gap_samples(sd: SignedDistance, labels: np.ndarray, parts: int, gap: float, 
 def with_gap_samples(data: SampleSet, sd: SignedDistance, mesh_net, fraction: float,
                      rng: np.random.Generator, openness=None, seed: int = 0):
     """``data`` with ``fraction`` of its points (chosen at random) replaced by gap samples when the
-    source (``mesh_net``, network frame) has narrow gaps between parts (:func:`wanted`); otherwise
+    source (``mesh_net``, network frame) has narrow gaps between parts (:func:`narrow`); otherwise
     ``data`` itself, untouched. Returns the set and the :class:`GapInfo` (None when one part). The
     set's size never changes."""
     if fraction <= 0:
@@ -201,7 +189,7 @@ def with_gap_samples(data: SampleSet, sd: SignedDistance, mesh_net, fraction: fl
     labels, parts, gap = parts_and_gap(mesh_net.V, mesh_net.F, openness, seed)
     if parts < 2:
         return data, None
-    if not wanted(parts, gap, fraction):
+    if not narrow(parts, gap):
         return data, GapInfo(parts, gap)
     n = int(round(len(data) * fraction))
     extra, info = gap_samples(sd, labels, parts, gap, n, rng)
@@ -282,28 +270,3 @@ def network_to_mesh_frame(X: np.ndarray, T: np.ndarray) -> np.ndarray:
     back in the mesh frame."""
     return (X - T[:3, 3]) @ np.linalg.inv(T[:3, :3]).T
 
-
-def resolution_for_gap(gap: float | None, requested: int, maximum: int | None = None) -> int:
-    """The remesh resolution that keeps parts ``gap`` apart (network units) from merging: the
-    ``requested`` one when it is fine enough already (its cells at most half the gap, the test
-    core.geometry.remesh.gap_warning makes), else the smallest one that is, capped at ``maximum``
-    (core.geometry.remesh.MAX_RESOLUTION). ``gap`` None (one part, not measured): ``requested``."""
-    if maximum is None:
-        from ..geometry.remesh import MAX_RESOLUTION as maximum
-    if not isinstance(gap, (int, float)) or not gap > 0:
-        return int(requested)
-    need = int(np.ceil(4.0 * BOUND_RADIUS / gap))
-    return int(max(requested, min(need, maximum)))
-
-
-def resolution_for(implicit, requested: int, maximum: int | None = None) -> int:
-    """:func:`resolution_for_gap` for the finest gap recorded in ``implicit``'s file
-    (``metadata.surface.openness.finest_gap``); ``requested`` when none is recorded."""
-    meta = getattr(implicit, "metadata", None) or {}
-    gap = ((meta.get("surface") or {}).get("openness") or {}).get("finest_gap")
-    return resolution_for_gap(gap, requested, maximum)
-
-
-def gap_percent(gap: float) -> float:
-    """A gap in network units as a percentage of the shape's radius (how the warnings state it)."""
-    return 100.0 * gap / MESH_RADIUS
