@@ -662,6 +662,10 @@ def draw_items(context) -> list:
         if tree is not None and tree.active:
             used.update(o.as_pointer() for o in tree.operands)
             entries.append((obj, DrawItem(tree.key, tree.shape, np.eye(4))))
+        elif implicit.members:          # several networks: drawn as their union (a CSG result)
+            entries.append((obj, DrawItem("csg:" + obj.neural_implicit.key,
+                                          CSGShape(implicit, matrix_to_numpy(obj.matrix_world)),
+                                          np.eye(4))))
         else:
             entries.append((obj, DrawItem(obj.neural_implicit.key, implicit,
                                           matrix_to_numpy(obj.matrix_world))))

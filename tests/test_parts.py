@@ -55,7 +55,7 @@ def test_touching_and_overlapping_parts_have_no_gap():
 
 
 def test_a_remesh_too_coarse_for_the_gap_warns():
-    r = convert_checked(boxes(0.02), SMALL, attempts=1)
+    r = convert_checked(boxes(0.02), SMALL.replace(part_networks="one"), attempts=1)
     gap = r.implicit.metadata["surface"]["openness"]["finest_gap"]
     assert gap > 0
     coarse = remesh(r.implicit, 32)
@@ -155,9 +155,9 @@ def test_a_network_that_joins_parts_is_reported():
 
 
 def test_the_check_reports_parts_the_network_joins():
-    """Three cubes 0.5 % of their size apart, small settings: the network bridges the gaps, and the
-    conversion's check says so instead of passing silently."""
-    r = convert_checked(boxes(0.005), SMALL)
+    """Three cubes 0.5 % of their size apart, small settings, one network: it bridges the gaps, and
+    the conversion's check says so instead of passing silently."""
+    r = convert_checked(boxes(0.005), SMALL.replace(part_networks="one"))
     assert any("joins" in w and "neighbouring separate parts" in w for w in r.verification.warnings)
 
 
@@ -166,12 +166,13 @@ def test_parts_closer_than_narrow_train_longer_and_the_file_says_so():
     and recorded; with gap_factor 1, or for one cube, the settings run as given."""
     from core.training.convert import convert_mesh
 
-    close = convert_mesh(boxes(0.02), SMALL).implicit.metadata
+    one = SMALL.replace(part_networks="one")
+    close = convert_mesh(boxes(0.02), one).implicit.metadata
     assert close["narrow_gaps"]["factor"] == 2.0 and 0 < close["narrow_gaps"]["finest_gap"] < 0.05
     assert (close["settings"]["samples"], close["settings"]["pool"], close["settings"]["epochs"]) == \
         (2 * SMALL.samples, 2 * SMALL.pool, 2 * SMALL.epochs)
     assert close["epochs_run"] == 2 * SMALL.epochs
-    for mesh, settings in ((boxes(0.02), SMALL.replace(gap_factor=1.0)), (boxes(0.02, n=1), SMALL)):
+    for mesh, settings in ((boxes(0.02), one.replace(gap_factor=1.0)), (boxes(0.02, n=1), one)):
         meta = convert_mesh(mesh, settings).implicit.metadata
         assert "narrow_gaps" not in meta and meta["settings"]["epochs"] == SMALL.epochs
 
@@ -183,11 +184,61 @@ def test_a_stack_gives_parts_that_nearly_touch_what_converting_alone_gives():
     from core.conversion.batch_train import convert_many
 
     close, single = boxes(0.02), boxes(0.02, n=1)
-    stacked = convert_many([close, single], SMALL, shapes_per_batch=2)
-    assert "narrow_gaps" not in stacked[0].implicit.metadata           # the stack's own recipe
-    checked = [convert_checked(m, SMALL, trained=r, attempts=1) for m, r in zip((close, single), stacked)]
-    assert checked[0].implicit.metadata["narrow_gaps"]["factor"] == 2.0
-    assert "converted again alone" in checked[0].warnings[0]
-    alone = convert_checked(close, SMALL, attempts=1)
-    assert all(np.array_equal(a, b) for a, b in zip(checked[0].implicit.weights, alone.implicit.weights))
-    assert checked[1] is stacked[1] and not any("alone" in w for w in checked[1].warnings)
+    for settings in (SMALL, SMALL.replace(part_networks="one")):
+        stacked = convert_many([close, single], settings, shapes_per_batch=2)
+        assert "narrow_gaps" not in stacked[0].implicit.metadata       # the stack's own recipe
+        assert stacked[0].implicit.network_count == 1
+        checked = [convert_checked(m, settings, trained=r, attempts=1)
+                   for m, r in zip((close, single), stacked)]
+        assert "converted again alone" in checked[0].warnings[0]
+        alone = convert_checked(close, settings, attempts=1)
+        assert checked[0].implicit.network_count == alone.implicit.network_count
+        for a, b in zip(checked[0].implicit.networks(), alone.implicit.networks()):
+            assert all(np.array_equal(x, y) for x, y in zip(a.weights, b.weights))
+        assert checked[1] is stacked[1] and not any("alone" in w for w in checked[1].warnings)
+    assert checked[0].implicit.metadata["narrow_gaps"]["factor"] == 2.0    # one network: longer
+
+
+# ---------------------------------------------------------------- one network per group of parts
+# (core/samples/parts.py)
+
+def test_parts_that_nearly_touch_get_networks_of_their_own_and_stay_apart():
+    """Three cubes 0.5 % of a side apart (0.0027 network units, less than a cell of 512^3): the
+    outer two share a network, the middle one has its own; meshed at a grid far coarser than the
+    gap they are still three pieces, the file keeps both networks, and the check finds no join."""
+    from core.representation.fileformat import from_bytes, to_bytes
+    from core.samples.openness import face_components
+
+    mesh = boxes(0.005)
+    r = convert_checked(mesh, SMALL, attempts=1)
+    imp = from_bytes(to_bytes(r.implicit))
+    assert imp.network_count == 2 and imp.parameters == 2 * SMALL.architecture.parameters
+    parts = imp.metadata["parts"]
+    assert parts["networks"] == 2 and parts["narrow_pairs"] == 2 and parts["finest_gap_within"] is None
+    assert sorted(parts["group_of_part"]) == [0, 0, 1] or sorted(parts["group_of_part"]) == [0, 1, 1]
+    assert not any("joins" in w for w in r.warnings)
+    Q = np.random.default_rng(0).uniform(-1, 1, (2000, 3))
+    assert np.array_equal(imp.evaluate(Q), np.minimum(imp.network(0).evaluate(Q),
+                                                      imp.network(1).evaluate(Q)))
+    for R in (64, 128):
+        m = remesh(imp, R)
+        assert face_components(m.F)[0] == 3 and m.stats["networks"] == 2 and m.stats["warnings"] == []
+    # one network, as asked: the parts merge (and the check says so)
+    one = convert_checked(mesh, SMALL.replace(part_networks="one"), attempts=1)
+    assert one.implicit.network_count == 1 and "parts" not in one.implicit.metadata
+
+
+def test_parts_far_apart_touching_or_nested_share_one_network():
+    from core.samples.parts import part_groups
+
+    for mesh in (boxes(0.5), mesh_from_arrays(*box([0, 0, 0], [1, 1, 1]))):
+        V, F, _ = network_frame(mesh)
+        assert part_groups(V, F) is None
+    V1, F1 = box([0, 0, 0], [1, 1, 1])
+    V2, F2 = box([0.05, 0.05, 0.05], [0.95, 0.95, 0.95])         # nested, 5 % from the walls
+    V3, F3 = box([1.0, 0.1, 0.1], [2, 0.9, 0.9])                  # touching the first
+    V4, F4 = box([2.01, 0, 0], [3, 1, 1])                         # 1 % from the third
+    m = mesh_from_arrays(np.concatenate([V1, V2, V3, V4]), np.concatenate([F1, F2 + 8, F3 + 16, F4 + 24]))
+    V, F, _ = network_frame(m)
+    g = part_groups(V, F)
+    assert g.parts == 4 and g.solids == 2 and g.groups == 2 and g.narrow_pairs == 1

@@ -85,6 +85,10 @@ class ConversionSettings:
     gap_factor: float = _f(2.0, "when separate parts lie closer than 5.5 percent of the size, samples, "
                                 "pool and epochs times this (1 = off; a stack of several shapes "
                                 "keeps its own recipe)", min=1.0, max=4.0)
+    part_networks: str = _f("auto", "separate parts closer than 5.5 percent of the size: auto (one "
+                                    "network per group of parts far apart, the shape their union, "
+                                    "so they cannot merge; up to 8 networks) or one (a single "
+                                    "network, trained longer by gap_factor)", choices=("auto", "one"))
     gap_fraction: float = _f(0.0, "share of the training set drawn in narrow gaps between separate "
                                   "parts (0 = off; core/samples/gaps.py)", min=0.0, max=0.5)
     importance_strength: float = _f(10.0, "how much painted vertex weights raise sampling density "

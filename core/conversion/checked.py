@@ -143,7 +143,8 @@ def convert_checked(mesh: Mesh, settings: ConversionSettings | None = None, *,
             result.warnings = list(result.warnings) + list(v.warnings)
             if alone:
                 result.warnings.insert(0, "converted again alone: its separate parts nearly touch, "
-                                          "which the stack's recipe does not allow for (gap_factor)")
+                                          "which the stack's single network does not allow for "
+                                          "(part_networks, gap_factor)")
             if failures:
                 result.warnings.insert(0, f"{len(failures)} earlier attempt(s) failed the check "
                                           f"({failures[0]}); seed {tried.seed} passed")

@@ -193,10 +193,17 @@ class CSGShape(Field):
     def __init__(self, implicit, matrix_world=None, steps=()):
         if not hasattr(implicit, "evaluate") or not hasattr(implicit, "transform"):
             raise InputError(f"a CSG base must be an implicit, got {type(implicit).__name__}")
-        self.implicit = implicit
         self.matrix_world = _affine(np.eye(4) if matrix_world is None else matrix_world,
                                     "matrix_world")
         self.steps = list(steps)
+        if getattr(implicit, "members", None):
+            # a shape of several networks (core.samples.parts) is their union: one leaf each, so
+            # the shader and the evaluators see single networks
+            nets = implicit.networks()
+            self.steps = [CSGStep("union", CSGShape(n, self.matrix_world))
+                          for n in nets[1:]] + self.steps
+            implicit = nets[0]
+        self.implicit = implicit
         for s in self.steps:
             if not isinstance(s, CSGStep):
                 raise InputError(f"CSG steps must be CSGStep, got {type(s).__name__}")

@@ -35,7 +35,7 @@ of the grid's frame to the output frame. :class:`ImplicitField` is the one above
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -180,9 +180,15 @@ class ImplicitField(Field):
 
 def recorded_gap(implicit) -> float | None:
     """The finest gap between the source's separate parts (network units) recorded in
-    ``implicit``'s file at conversion (core.samples.openness.finest_gap), or None."""
+    ``implicit``'s file at conversion (core.samples.openness.finest_gap), or None. For a shape
+    whose parts were split between networks (core.samples.parts), the finest gap within one
+    network: each network is meshed alone."""
     meta = getattr(implicit, "metadata", None) or {}
-    gap = ((meta.get("surface") or {}).get("openness") or {}).get("finest_gap")
+    parts = meta.get("parts")
+    if isinstance(parts, dict) and "finest_gap_within" in parts:
+        gap = parts["finest_gap_within"]
+    else:
+        gap = ((meta.get("surface") or {}).get("openness") or {}).get("finest_gap")
     return float(gap) if isinstance(gap, (int, float)) and gap > 0 else None
 
 
@@ -263,6 +269,8 @@ def remesh(implicit, resolution: int = DEFAULT_RESOLUTION, chunk: int = EVAL_CHU
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
         raise InputError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     R = int(resolution)
+    if not isinstance(implicit, Field) and getattr(implicit, "members", None):
+        return _remesh_union(implicit, R, int(chunk), progress, cancel, dense, int(max_bytes))
     t0 = time.perf_counter()
     source = implicit if isinstance(implicit, Field) else ImplicitField(implicit)
     field_ = _Grid(source, R, int(chunk), progress, cancel, t0, int(max_bytes))
@@ -298,6 +306,48 @@ def remesh(implicit, resolution: int = DEFAULT_RESOLUTION, chunk: int = EVAL_CHU
     }
     report(progress, stage="remeshing", fraction=1.0, elapsed=seconds)
     return RemeshResult(V, F, stats)
+
+
+def _remesh_union(implicit, R, chunk, progress, cancel, dense, max_bytes) -> RemeshResult:
+    """The mesh of a shape of several networks (``Implicit.members``, core.samples.parts): each
+    network meshed alone at ``R`` and the meshes put together.
+
+    Why not the minimum on one grid: the networks hold parts that nearly touch, closer than a cell
+    of the grid; on one grid they merge, while each network's own parts are far apart. Nothing is
+    cut where two networks' solids overlap (by their error, where parts nearly touch: a few
+    thousandths of the size): cutting there would leave holes, the meshes intersect instead."""
+    t0 = time.perf_counter()
+    nets = implicit.networks()
+    Vs, Fs, stats, skipped, offset = [], [], [], [], 0
+    for i, net in enumerate(nets):
+        part = None if progress is None else (
+            lambda p, i=i: progress(replace(p, fraction=(i + p.fraction) / len(nets),
+                                            message=f"network {i + 1} of {len(nets)}: {p.message}")))
+        try:
+            r = remesh(net, R, chunk, part, cancel, dense, max_bytes)
+        except InputError as exc:
+            if "found no surface" not in str(exc):
+                raise
+            skipped.append(i)
+            continue
+        Vs.append(r.V)
+        Fs.append(r.F + offset)
+        offset += len(r.V)
+        stats.append(r.stats)
+    if not Vs:
+        raise InputError(f"remeshing found no surface: none of the shape's {len(nets)} networks has "
+                         "a zero level set inside its bounding sphere")
+    V, F = np.concatenate(Vs), np.concatenate(Fs)
+    seconds = time.perf_counter() - t0
+    out = {"resolution": R, "sparse": not dense, "networks": len(nets),
+           "networks_without_surface": skipped,
+           "evaluations": sum(s["evaluations"] for s in stats),
+           "dense_evaluations": (R + 1) ** 3 * len(nets), "vertices": len(V), "faces": len(F),
+           "cells": sum(s["cells"] for s in stats), "seconds": seconds,
+           "warnings": [w for w in [gap_warning(implicit, R)] if w]}
+    out["evaluation_fraction"] = out["evaluations"] / out["dense_evaluations"]
+    report(progress, stage="remeshing", fraction=1.0, elapsed=seconds)
+    return RemeshResult(V, F, out)
 
 
 class _Grid:

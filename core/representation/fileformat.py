@@ -33,11 +33,14 @@ import numpy as np
 
 from ..common.errors import FileFormatError, InputError
 from ..common.readfile import read_regular_file
-from .implicit import MAX_LAYERS, MAX_PARAMETERS, Architecture, Implicit
+from .implicit import MAX_LAYERS, MAX_NETWORKS, MAX_PARAMETERS, Architecture, Implicit
 from .quantize import STORAGES, decode_layer, encode_layer, expected_dtypes
 
 FORMAT_NAME = "neural-implicit"
-FORMAT_VERSION = 1
+#: Version 2 adds ``/members`` (further networks whose union is the shape, docs/file-format.md);
+#: a file without members is written as version 1, which every earlier reader reads.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 #: Metadata is for provenance, not payload: keep it small (docs/file-format.md).
 MAX_METADATA_BYTES = 16_384
 #: Deepest nesting of lists and objects in the metadata: deeper JSON is refused on read, so code
@@ -51,8 +54,9 @@ MAX_SHORT_TEXT_BYTES = 256
 #: Largest file the loaders read: the float32 weights of the largest legal network, plus room for
 #: HDF5's structure and the metadata (a default file holds 13 kB of structure).
 MAX_FILE_BYTES = 4 * MAX_PARAMETERS + (16 << 20)
-#: Most links a neural implicit file can hold: /transform, /layers and up to 3 arrays per layer.
-MAX_LINKS = 2 + 4 * (MAX_LAYERS + 1)
+#: Most links a neural implicit file can hold: /transform, /layers, /members, and per network a
+#: group and up to 3 arrays per layer.
+MAX_LINKS = 3 + MAX_NETWORKS * (1 + 4 * (MAX_LAYERS + 1))
 #: ``R^T R = s^2 I`` must hold within this relative tolerance (float32 rotations from Blender
 #: composed in float64 stay within 1e-6).
 SIMILARITY_TOLERANCE = 1e-5
@@ -162,25 +166,34 @@ def _fields(implicit: Implicit) -> tuple:
         raise InputError(f"metadata is {len(meta)} bytes; at most {MAX_METADATA_BYTES} are allowed")
     architecture = json.dumps(implicit.architecture.to_dict(), sort_keys=True)
     layers = [encode_layer(W, b, storage) for W, b in zip(implicit.weights, implicit.biases)]
-    return architecture, storage, meta, implicit.transform, layers
+    members = [[encode_layer(W, b, storage) for W, b in zip(Ws, Bs)] for Ws, Bs in implicit.members]
+    return architecture, storage, meta, implicit.transform, layers, members
 
 
 def _write(target, fields: tuple) -> None:
     """Write :func:`_fields` into ``target``, a path or a binary file object."""
-    architecture, storage, meta, transform, layers = fields
+    architecture, storage, meta, transform, layers, members = fields
     with _h5py().File(target, "w", libver=("v108", "latest")) as f:   # readable by HDF5 >= 1.8
         f.attrs["format"] = FORMAT_NAME
-        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["format_version"] = FORMAT_VERSION if members else 1
         f.attrs["architecture"] = architecture
         f.attrs["storage"] = storage
         f.attrs["metadata"] = meta
-        f.attrs["checksum"] = checksum(architecture, storage, transform, layers)
+        f.attrs["checksum"] = checksum(architecture, storage, transform,
+                                       layers + [a for m in members for a in m])
         f.create_dataset("transform", data=transform.astype("<f8"))
-        g = f.create_group("layers")
-        for i, arrays in enumerate(layers):
-            lg = g.create_group(str(i))
-            for name, a in arrays.items():
-                lg.create_dataset(name, data=a)
+        _write_layers(f.create_group("layers"), layers)
+        if members:
+            g = f.create_group("members")
+            for k, m in enumerate(members):
+                _write_layers(g.create_group(str(k)), m)
+
+
+def _write_layers(group, layers: list[dict]) -> None:
+    for i, arrays in enumerate(layers):
+        lg = group.create_group(str(i))
+        for name, a in arrays.items():
+            lg.create_dataset(name, data=a)
 
 
 def _json_default(o):
@@ -468,7 +481,7 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Implicit:
 
 def _read(f, name: str) -> Implicit:
     _check_format(f, name)
-    check_self_contained(f, name, max_depth=2, max_links=MAX_LINKS)
+    check_self_contained(f, name, max_depth=3, max_links=MAX_LINKS)
     arch_text = text_attribute(f, "architecture", name, MAX_ARCHITECTURE_BYTES)
     arch = Architecture.from_dict(parse_json(arch_text, "architecture", name, 1))
     storage = text_attribute(f, "storage", name, MAX_SHORT_TEXT_BYTES)
@@ -482,15 +495,23 @@ def _read(f, name: str) -> Implicit:
     datasets = _check_layout(f, name, arch, storage)                 # shapes, types, sizes: no data
     transform = datasets.pop("transform")[()]
     layers = [{key: ds[()] for key, ds in group.items()} for group in datasets.pop("layers")]
-    if stored_sum not in (checksum(arch_text, storage, transform, layers),
-                          legacy_checksum(transform, layers)):
+    members = [[{key: ds[()] for key, ds in group.items()} for group in m]
+               for m in datasets.pop("members")]
+    every = layers + [a for m in members for a in m]
+    if stored_sum not in (checksum(arch_text, storage, transform, every),
+                          legacy_checksum(transform, every)):
         raise FileFormatError(f"{name}: checksum mismatch: the weights or the architecture are corrupt")
     problem = similarity_problem(transform)
     if problem:
         raise FileFormatError(f"{name}: the transform {problem}")
-    pairs = [decode_layer(a, storage) for a in layers]
-    return Implicit(arch, [p[0] for p in pairs], [p[1] for p in pairs], transform.astype(np.float64),
-                    metadata, storage)
+
+    def decoded(stored):
+        pairs = [decode_layer(a, storage) for a in stored]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    W, B = decoded(layers)
+    return Implicit(arch, W, B, transform.astype(np.float64), metadata, storage,
+                    [decoded(m) for m in members])
 
 
 def _check_format(f, name: str) -> None:
@@ -515,36 +536,58 @@ def _check_format(f, name: str) -> None:
     if version > FORMAT_VERSION:
         raise FileFormatError(f"{name}: written by a newer version (format version {version}); this "
                               f"reader understands up to {FORMAT_VERSION}: update the software")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise FileFormatError(f"{name}: invalid format version {version}")
+    if "members" in f and version < 2:
+        raise FileFormatError(f"{name}: /members needs format version 2, the file says {version}")
 
 
 def _check_layout(f, name: str, arch: Architecture, storage: str) -> dict:
     """The datasets of the file, each checked against ``arch`` and ``storage`` (nothing read):
-    ``{"transform": Dataset, "layers": [{"W": Dataset, ...}, ...]}``."""
+    ``{"transform": Dataset, "layers": [{"W": Dataset, ...}, ...], "members": [[...], ...]}``."""
     h5py = _h5py()
-    extra = sorted(set(f.keys()) - {"transform", "layers"})
+    extra = sorted(set(f.keys()) - {"transform", "layers", "members"})
     if extra:
         raise FileFormatError(f"{name}: unexpected entries {extra}")
     if "transform" not in f or not isinstance(f["transform"], h5py.Dataset):
         raise FileFormatError(f"{name}: missing dataset 'transform'")
     check_dataset(f["transform"], "/transform", name, (4, 4), ["f8"])
+    members = []
+    if "members" in f:
+        g = f["members"]
+        if not isinstance(g, h5py.Group) or set(g.keys()) != {str(k) for k in range(len(g))}:
+            raise FileFormatError(f"{name}: /members must be a group of networks named 0, 1, ...")
+        if not 1 <= len(g) < MAX_NETWORKS:
+            raise FileFormatError(f"{name}: holds {1 + len(g)} networks; at most {MAX_NETWORKS} "
+                                  "are allowed")
+        if arch.parameters * (1 + len(g)) > MAX_PARAMETERS:
+            raise FileFormatError(f"{name}: {1 + len(g)} networks of {arch.parameters:,} parameters "
+                                  f"are over the limit of {MAX_PARAMETERS:,} in all")
+        members = [_layer_datasets(g[str(k)], f"members/{k}", name, arch, storage)
+                   for k in range(len(g))]
+    return {"transform": f["transform"],
+            "layers": _layer_datasets(f.get("layers"), "layers", name, arch, storage),
+            "members": members}
+
+
+def _layer_datasets(group, where: str, name: str, arch: Architecture, storage: str) -> list:
+    """The checked datasets of one network's layers, stored under ``where``."""
+    h5py = _h5py()
     shapes = arch.layer_shapes()
-    group = f.get("layers")
     found = len(group) if isinstance(group, h5py.Group) else 0
     if found != len(shapes):
-        raise FileFormatError(f"{name}: {arch.layers} hidden layers need {len(shapes)} stored layers, "
-                              f"found {found}")
+        raise FileFormatError(f"{name}: {arch.layers} hidden layers need {len(shapes)} stored layers"
+                              f"{'' if where == 'layers' else ' in ' + where}, found {found}")
     want = expected_dtypes(storage)
     layers = []
     for i, (o, n) in enumerate(shapes):
         g = group.get(str(i))
         if not isinstance(g, h5py.Group):
-            raise FileFormatError(f"{name}: missing layer group layers/{i}")
+            raise FileFormatError(f"{name}: missing layer group {where}/{i}")
         if set(g.keys()) != set(want):
-            raise FileFormatError(f"{name}: layers/{i} must hold {sorted(want)}, has {sorted(g.keys())}")
+            raise FileFormatError(f"{name}: {where}/{i} must hold {sorted(want)}, has {sorted(g.keys())}")
         expect = {"W": (o, n), "b": (o,), "scale": (o,)}
         for key, dt in want.items():
-            check_dataset(g[key], f"layers/{i}/{key}", name, expect[key], [dt])
+            check_dataset(g[key], f"{where}/{i}/{key}", name, expect[key], [dt])
         layers.append({key: g[key] for key in want})
-    return {"transform": f["transform"], "layers": layers}
+    return layers

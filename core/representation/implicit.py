@@ -18,6 +18,10 @@ from .layout import (ACTIVATIONS, MAX_LAYERS, MAX_PARAMETERS,  # noqa: F401  (re
                      Architecture, activate, activation_derivative, encode, encoding_jacobian,
                      encoding_scales, head, head_derivative)
 
+#: Most networks one shape holds (core.samples.parts makes at most MAX_MEMBERS; files are refused
+#: beyond this, so a crafted file cannot multiply the work of every evaluation).
+MAX_NETWORKS = 16
+
 #: Bytes of one layer's activations in one evaluation chunk, at most (see Implicit.eval_chunk).
 ACTIVATION_BYTES = 64 << 20
 
@@ -36,6 +40,10 @@ class Implicit:
     metadata : dict of JSON-serialisable values (source, settings, timings, errors)
     storage : how weights are stored in files: ``float32``, ``float16`` or ``int8`` (the arrays here
         are always the float32 values a reader obtains)
+    members : further networks of the same architecture and transform, as ``(weights, biases)``
+        pairs; the shape is their union with the first (the minimum of the values). A conversion
+        makes them for separate parts that nearly touch (core.samples.parts): one network per group
+        of parts far apart, so no network has to resolve a gap narrower than its accuracy.
     """
 
     architecture: Architecture
@@ -44,27 +52,40 @@ class Implicit:
     transform: np.ndarray = field(default_factory=lambda: np.eye(4))
     metadata: dict = field(default_factory=dict)
     storage: str = "float32"
+    members: list = field(default_factory=list)
 
     def __post_init__(self):
         self.weights = [np.ascontiguousarray(w, dtype=np.float32) for w in self.weights]
         self.biases = [np.ascontiguousarray(b, dtype=np.float32).reshape(-1) for b in self.biases]
+        self.members = [([np.ascontiguousarray(w, dtype=np.float32) for w in W],
+                         [np.ascontiguousarray(b, dtype=np.float32).reshape(-1) for b in B])
+                        for W, B in self.members]
         self.transform = np.asarray(self.transform, dtype=np.float64)
         self.validate()
 
     # ------------------------------------------------------------------ structure
     def validate(self) -> None:
-        """Raise InputError unless weights, biases and transform match the architecture."""
+        """Raise InputError unless weights, biases (of every member) and transform match the
+        architecture."""
+        if len(self.members) >= MAX_NETWORKS:
+            raise InputError(f"a shape holds at most {MAX_NETWORKS} networks, got "
+                             f"{1 + len(self.members)}")
+        if self.members and self.parameters > MAX_PARAMETERS:
+            raise InputError(f"{self.network_count} networks of {self.architecture.parameters:,} "
+                             f"parameters are over the limit of {MAX_PARAMETERS:,} in all")
         shapes = self.architecture.layer_shapes()
-        if len(self.weights) != len(shapes) or len(self.biases) != len(shapes):
-            raise InputError(f"expected {len(shapes)} layers for {self.architecture}, got "
-                             f"{len(self.weights)} weight and {len(self.biases)} bias arrays")
-        for i, ((o, n), W, b) in enumerate(zip(shapes, self.weights, self.biases)):
-            if W.shape != (o, n):
-                raise InputError(f"layer {i}: weight must have shape {(o, n)}, got {W.shape}")
-            if b.shape != (o,):
-                raise InputError(f"layer {i}: bias must have shape {(o,)}, got {b.shape}")
-            if not (np.isfinite(W).all() and np.isfinite(b).all()):
-                raise InputError(f"layer {i}: weights contain NaN or infinity")
+        for m, (weights, biases) in enumerate([(self.weights, self.biases)] + self.members):
+            where = f"network {m}, " if m else ""
+            if len(weights) != len(shapes) or len(biases) != len(shapes):
+                raise InputError(f"{where}expected {len(shapes)} layers for {self.architecture}, "
+                                 f"got {len(weights)} weight and {len(biases)} bias arrays")
+            for i, ((o, n), W, b) in enumerate(zip(shapes, weights, biases)):
+                if W.shape != (o, n):
+                    raise InputError(f"{where}layer {i}: weight must have shape {(o, n)}, got {W.shape}")
+                if b.shape != (o,):
+                    raise InputError(f"{where}layer {i}: bias must have shape {(o,)}, got {b.shape}")
+                if not (np.isfinite(W).all() and np.isfinite(b).all()):
+                    raise InputError(f"{where}layer {i}: weights contain NaN or infinity")
         if self.transform.shape != (4, 4) or not np.isfinite(self.transform).all():
             raise InputError(f"transform must be a finite 4x4 matrix, got shape {self.transform.shape}")
         if not np.allclose(self.transform[3], [0, 0, 0, 1]):
@@ -74,7 +95,23 @@ class Implicit:
 
     @property
     def parameters(self) -> int:
-        return self.architecture.parameters
+        """Numbers of every network of the shape (the architecture's count times the networks)."""
+        return self.architecture.parameters * self.network_count
+
+    # ------------------------------------------------------------------ members
+    @property
+    def network_count(self) -> int:
+        return 1 + len(self.members)
+
+    def network(self, i: int) -> "Implicit":
+        """Network ``i`` alone (0: the first), with this shape's transform, metadata and storage;
+        what code that reads weights (the shader's texture, the fast remesh evaluator) takes."""
+        W, B = (self.weights, self.biases) if i == 0 else self.members[i - 1]
+        return Implicit(self.architecture, W, B, self.transform, self.metadata, self.storage)
+
+    def networks(self) -> list:
+        """Every network of the shape alone (:meth:`network`); ``[self]`` for one network."""
+        return [self] if not self.members else [self.network(i) for i in range(self.network_count)]
 
     @property
     def scale(self) -> float:
@@ -142,6 +179,8 @@ class Implicit:
     def evaluate(self, Q: np.ndarray, chunk: int = EVAL_CHUNK) -> np.ndarray:
         """Signed distance at network-frame points Q (n, 3) -> (n,) float32, chunked for memory."""
         Q = _as_points(Q)
+        if self.members:                  # the union: the minimum (NaN stays NaN: it is reported)
+            return np.minimum.reduce([n.evaluate(Q, chunk) for n in self.networks()])
         chunk = self.eval_chunk(chunk)
         out = np.empty(len(Q), dtype=np.float32)
         for s in range(0, len(Q), chunk):
@@ -151,6 +190,15 @@ class Implicit:
     def gradient(self, Q: np.ndarray, chunk: int = EVAL_CHUNK) -> np.ndarray:
         """Analytic gradient d f / d x at network-frame points Q (n, 3) -> (n, 3) float32."""
         Q = _as_points(Q)
+        if self.members:                  # the union's: that of the network giving the minimum
+            nets = self.networks()
+            which = np.argmin(np.stack([n.evaluate(Q, chunk) for n in nets]), axis=0)
+            out = np.zeros((len(Q), 3), dtype=np.float32)
+            for i, n in enumerate(nets):
+                at = which == i
+                if at.any():
+                    out[at] = n.gradient(Q[at], chunk)
+            return out
         chunk = self.eval_chunk(chunk)
         out = np.empty((len(Q), 3), dtype=np.float32)
         for s in range(0, len(Q), chunk):
@@ -187,13 +235,14 @@ class Implicit:
             "parameters": a.parameters, "layers": a.layers, "hidden": a.hidden,
             "activation": a.activation, "encoding_frequencies": a.encoding_frequencies,
             "storage": self.storage, "weight_bytes": self.weight_bytes,
-            "transform": self.transform.tolist(),
+            "transform": self.transform.tolist(), "networks": self.network_count,
         }
 
     def copy(self) -> "Implicit":
         return Implicit(self.architecture, [w.copy() for w in self.weights],
                         [b.copy() for b in self.biases], self.transform.copy(),
-                        json.loads(json.dumps(self.metadata)), self.storage)
+                        json.loads(json.dumps(self.metadata)), self.storage,
+                        [([w.copy() for w in W], [b.copy() for b in B]) for W, B in self.members])
 
 
 def _as_points(Q) -> np.ndarray:

@@ -72,16 +72,20 @@ def quantized(W: np.ndarray, b: np.ndarray, storage: str) -> tuple[np.ndarray, n
 def stored_weight_bytes(implicit) -> int:
     """Bytes of every number the shape needs as stored: weights, biases, scales and the transform."""
     total = TRANSFORM_BYTES
-    for W, b in zip(implicit.weights, implicit.biases):
-        total += sum(a.nbytes for a in encode_layer(W, b, implicit.storage).values())
+    for weights, biases in [(implicit.weights, implicit.biases)] + list(getattr(implicit, "members", [])):
+        for W, b in zip(weights, biases):
+            total += sum(a.nbytes for a in encode_layer(W, b, implicit.storage).values())
     return total
 
 
 def with_storage(implicit, storage: str):
     """A copy of ``implicit`` whose float32 weights are the dequantised values of ``storage``."""
     out = implicit.copy()
-    pairs = [quantized(W, b, storage) for W, b in zip(out.weights, out.biases)]
-    out.weights = [p[0] for p in pairs]
-    out.biases = [p[1] for p in pairs]
+    def stored(weights, biases):
+        pairs = [quantized(W, b, storage) for W, b in zip(weights, biases)]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    out.weights, out.biases = stored(out.weights, out.biases)
+    out.members = [stored(W, B) for W, B in out.members]
     out.storage = storage
     return out

@@ -76,13 +76,15 @@ def narrow(parts: int, gap: float | None) -> bool:
 
 
 def needs_own_recipe(implicit, settings) -> bool:
-    """Whether ``implicit``, trained with ``settings`` in a stack (one recipe for every shape), was
-    trained with less than its shape gets alone: a closed-mode network of parts closer than
-    :data:`NARROW` (its metadata's ``surface.openness``) and ``gap_factor`` above 1."""
+    """Whether ``implicit``, trained with ``settings`` in a stack (one recipe and one network for
+    every shape), was trained with less than its shape gets alone: a closed-mode network of parts
+    closer than :data:`NARROW` (its metadata's ``surface.openness``), where alone it gets several
+    networks (``part_networks``, core.samples.parts) or a longer recipe (``gap_factor`` above 1)."""
     meta = implicit.metadata if isinstance(implicit.metadata, dict) else {}
     surface = meta.get("surface") if isinstance(meta.get("surface"), dict) else {}
     o = surface.get("openness")
-    if settings.gap_factor <= 1 or surface.get("mode") != "closed" or not isinstance(o, dict):
+    alone_gets_more = settings.gap_factor > 1 or settings.part_networks == "auto"
+    if not alone_gets_more or surface.get("mode") != "closed" or not isinstance(o, dict):
         return False
     parts, gap = o.get("components"), o.get("finest_gap")
     return (isinstance(parts, int) and isinstance(gap, (int, float))
@@ -124,14 +126,36 @@ def facing_points(V: np.ndarray, F: np.ndarray, labels: np.ndarray, parts: int, 
 
 def nearest_other_part(V, F, labels, parts: int, S, own, reach: float):
     """For surface points S (k, 3) of parts ``own`` (k,): the distance to the nearest other part
-    within ``reach`` (inf beyond), its closest point there and that part's label (-1 when none).
-    One distance tree per part, queried only with the points inside its bounding box grown by
-    ``reach``."""
-    import igl
-
+    within ``reach`` (inf beyond), its closest point there and that part's label (-1 when none)."""
     best = np.full(len(S), np.inf)
     other = np.zeros_like(S)
     other_part = np.full(len(S), -1)
+    for k, q, d, C in part_distances(V, F, labels, parts, S, own, reach):
+        nearer = d < best[q]
+        best[q[nearer]], other[q[nearer]], other_part[q[nearer]] = d[nearer], C[nearer], k
+    return best, other, other_part
+
+
+def pair_gaps(V, F, labels, parts: int, S, own, reach: float) -> dict:
+    """``{(p, q): distance}`` (p < q) for every pair of parts nearer than ``reach``, measured from
+    the surface points S (k, 3) of parts ``own`` (k,) to the other part's triangles: every pair,
+    not only each point's nearest (the diagonal neighbours of a cube array face each other only at
+    corners, behind a nearer side neighbour)."""
+    out = {}
+    for k, q, d, _ in part_distances(V, F, labels, parts, S, own, reach):
+        near = d < reach
+        for j in np.unique(own[q[near]]):
+            key = (int(min(j, k)), int(max(j, k)))
+            out[key] = min(out.get(key, np.inf), float(d[near][own[q[near]] == j].min()))
+    return out
+
+
+def part_distances(V, F, labels, parts: int, S, own, reach: float):
+    """For every part k: ``(k, q, d, C)``: the indices q of the surface points S (of other parts,
+    ``own``) inside k's bounding box grown by ``reach``, their distances d to k's triangles and the
+    closest points C. One distance tree per part, queried only with those points."""
+    import igl
+
     for k in range(parts):
         faces = F[labels == k]
         Vk = V[np.unique(faces)]
@@ -142,10 +166,7 @@ def nearest_other_part(V, F, labels, parts: int, S, own, reach: float):
         tree = igl.AABB()
         tree.init(V, faces)
         sq, _, C = tree.squared_distance(V, faces, np.ascontiguousarray(S[q]))
-        d = np.sqrt(np.maximum(sq, 0.0))
-        nearer = d < best[q]
-        best[q[nearer]], other[q[nearer]], other_part[q[nearer]] = d[nearer], C[nearer], k
-    return best, other, other_part
+        yield k, q, np.sqrt(np.maximum(sq, 0.0)), C
 
 
 def gap_samples(sd: SignedDistance, labels: np.ndarray, parts: int, gap: float, n: int,
@@ -243,8 +264,9 @@ def joined_parts(implicit, mesh, seed: int = 0) -> dict | None:
     # not where the two parts overlap)
     sd = SignedDistance(V, F)
     outside = sd.signed(M) > 0.25 * best[keep]
-    f = np.asarray(implicit.evaluate_mesh_frame(network_to_mesh_frame(M, T)), np.float64)
     a, b = own[keep], other_part[keep]
+    f = _network_values(implicit, network_to_mesh_frame(M, T), a, b)
+    outside &= np.isfinite(f)
     pair = np.minimum(a, b) * parts + np.maximum(a, b)
     joined, pairs = [], 0
     for key in np.unique(pair[outside]):
@@ -260,9 +282,39 @@ def joined_parts(implicit, mesh, seed: int = 0) -> dict | None:
         touched = len({p for j in joined for p in j[:2]})
         warning = (f"the network joins {len(joined)} of {pairs} pairs of neighbouring separate parts "
                    f"({touched} of the source's {parts} parts) across the gap between them: they "
-                   f"will merge in any mesh made from it (twice the samples or epochs kept gaps of "
-                   f"5% of the size open where the defaults did not; narrower gaps need more)")
+                   f"will merge in any mesh made from it (with part_networks auto, parts that "
+                   f"nearly touch get separate networks)")
     return {"parts": parts, "pairs": pairs, "joined": joined, "warning": warning}
+
+
+def _network_values(implicit, P: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The value at mesh-frame points P (k, 3) that decides whether parts ``a`` and ``b`` (k,) merge
+    there: the network's; for a shape of several networks (core.samples.parts) that of the network
+    holding both parts, and NaN where they are in different networks (each network is meshed
+    alone, so those never merge)."""
+    groups = group_of_part(implicit)
+    if groups is None or len(groups) <= max(a.max(initial=0), b.max(initial=0)):
+        return np.asarray(implicit.evaluate_mesh_frame(P), np.float64)
+    g = np.asarray(groups)
+    ga, gb = g[a], g[b]
+    f = np.full(len(P), np.nan)
+    for k in np.unique(ga[ga == gb]):
+        at = (ga == k) & (gb == k)
+        f[at] = implicit.network(int(k)).evaluate_mesh_frame(P[at])
+    return f
+
+
+def group_of_part(implicit) -> list | None:
+    """The network of every separate part (face_components' labels) recorded by the conversion that
+    split ``implicit`` (core.samples.parts.PartGroups.record), or None for one network."""
+    if not getattr(implicit, "members", None):
+        return None
+    parts = (implicit.metadata or {}).get("parts") if isinstance(implicit.metadata, dict) else None
+    groups = parts.get("group_of_part") if isinstance(parts, dict) else None
+    if not (isinstance(groups, list) and all(isinstance(g, int) and 0 <= g < implicit.network_count
+                                             for g in groups)):
+        return None
+    return groups
 
 
 def network_to_mesh_frame(X: np.ndarray, T: np.ndarray) -> np.ndarray:

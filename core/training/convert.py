@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -24,7 +24,8 @@ from ..geometry.metrics import surface_error
 from ..meshes.mesh import Mesh
 from ..representation.implicit import Implicit
 from ..representation.quantize import with_storage
-from ..samples.gaps import narrow_gap_settings, with_gap_samples
+from ..samples.gaps import narrow, narrow_gap_settings, with_gap_samples
+from ..samples.parts import part_groups
 from ..samples.sampling import SampleSet, importance_sample, merge, surface_set, with_far_field
 from ..samples.shell import distance_for, resolve
 from .prefetch import sample_beside_torch
@@ -132,7 +133,7 @@ def conversion_metadata(mesh: Mesh, settings: ConversionSettings, final_loss: fl
 
 def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progress=None,
                  cancel=None, refinements=None, data: SampleSet | None = None,
-                 while_sampling=None) -> ConversionResult:
+                 while_sampling=None, frame: np.ndarray | None = None) -> ConversionResult:
     """Convert a validated mesh (core.meshes.mesh.Mesh, mesh frame) into an Implicit.
 
     refinements : optional core.training.refine.Refinements (error-driven resampling,
@@ -142,16 +143,26 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
         on one mesh (core.training.sizing, core.training.budget) pass it to sample once.
     while_sampling : optional callable run once while the training set is drawn (on Linux beside the
         sampler, core.training.prefetch); not at all when ``data`` is given.
+    frame : the mesh -> network similarity to use instead of ``mesh.normalization()`` (a group of
+        the parts of a larger shape is trained in that shape's frame, :func:`convert_parts`).
     Raises InputError for bad settings, Cancelled when ``cancel`` is set (nothing is returned then).
+
+    Separate parts closer than core.samples.gaps.NARROW are trained as several networks, one per
+    group of parts far apart (core.samples.parts; ``settings.part_networks``), unless ``data`` is
+    given (the searches of sizing and budget mode train one network).
     """
     settings = (settings or ConversionSettings()).validate()
     t0 = time.perf_counter()
-    T = mesh.normalization()
+    T = mesh.normalization() if frame is None else np.asarray(frame, np.float64)
     mesh_net = mesh.transformed(T)
 
     gaps = None
     if data is None:
         surface = resolve(mesh_net.V, mesh_net.F, settings)
+        groups = None if frame is not None else groups_for(mesh_net, surface, settings)
+        if groups is not None:
+            return convert_parts(mesh, T, groups, surface, settings, progress, cancel, refinements,
+                                 while_sampling, t0)
         settings, gaps = narrow_gap_settings(settings, surface)
         if gaps is not None:
             report(progress, stage="sampling", fraction=0.0,
@@ -205,6 +216,64 @@ def convert_mesh(mesh: Mesh, settings: ConversionSettings | None = None, progres
     return ConversionResult(implicit, err, float(result.final_loss[0]), t_sampled - t0,
                             t_trained - t_sampled, total, result.epochs_run, result.device,
                             peak_memory_mb(), data.stats, result.history, warnings=warnings)
+
+
+def groups_for(mesh_net: Mesh, surface, settings: ConversionSettings):
+    """The groups of parts a closed-mode conversion trains as separate networks
+    (core.samples.parts.part_groups), or None for one network: ``settings.part_networks`` is
+    "one", the surface is a shell, or the detection found no parts closer than NARROW (when the
+    detection ran: ``surface="closed"`` skips it, and the groups are searched directly)."""
+    if settings.part_networks != "auto" or surface.mode != "closed":
+        return None
+    o = surface.openness
+    if o is not None and not narrow(o.components, o.finest_gap):
+        return None
+    return part_groups(mesh_net.V, mesh_net.F, settings.seed)
+
+
+def convert_parts(mesh: Mesh, T: np.ndarray, groups, surface, settings: ConversionSettings,
+                  progress=None, cancel=None, refinements=None, while_sampling=None,
+                  t0: float | None = None) -> ConversionResult:
+    """One network per group of parts (core.samples.parts), each trained on its parts alone in the
+    whole shape's frame ``T`` with ``settings``; the result is their union (``Implicit.members``),
+    measured against the whole mesh. Its metadata is a conversion's, plus ``parts`` (the split and
+    each network's own figures)."""
+    t0 = time.perf_counter() if t0 is None else t0
+    subs = groups.meshes(mesh)
+    report(progress, stage="sampling", fraction=0.0,
+           message=f"separate parts {format_fraction(groups.finest_gap / MESH_RADIUS)} of the size "
+                   f"apart: {len(subs)} networks, one per group of parts far apart")
+    results = []
+    for i, sub in enumerate(subs):
+        tag = f"network {i + 1} of {len(subs)}"
+        part = None if progress is None else (
+            lambda p, tag=tag: progress(replace(p, message=f"{tag}: {p.message}" if p.message else tag)))
+        results.append(convert_mesh(sub, settings, part, cancel, refinements,
+                                    while_sampling=while_sampling if i == 0 else None, frame=T))
+    first = results[0].implicit
+    implicit = Implicit(first.architecture, first.weights, first.biases, T, {}, first.storage,
+                        [(r.implicit.weights, r.implicit.biases) for r in results[1:]])
+    report(progress, stage="measuring", fraction=0.0, message="surface error")
+    err = surface_error(implicit, mesh)
+    sampling = sum(r.seconds_sampling for r in results)
+    training = sum(r.seconds_training for r in results)
+    total = time.perf_counter() - t0
+    stats = dict(results[0].sampling_stats)
+    stats["surface"] = surface.to_dict()
+    final_loss = max(r.final_loss for r in results)
+    implicit.metadata = conversion_metadata(
+        mesh, settings, final_loss, err, max(r.epochs_run for r in results),
+        all(r.implicit.metadata.get("stopped_early") for r in results), results[0].device,
+        {"sampling": sampling, "training": training, "total": total}, stats)
+    record = groups.record()
+    record["per_network"] = [{"surface_error": r.surface_error, "epochs_run": r.epochs_run,
+                              "final_loss": r.final_loss} for r in results]
+    implicit.metadata["parts"] = record
+    warnings = [w for r in results for w in r.warnings]
+    return ConversionResult(implicit, err, final_loss, sampling, training, total,
+                            max(r.epochs_run for r in results), results[0].device,
+                            peak_memory_mb(), stats, [h for r in results for h in r.history],
+                            warnings=warnings)
 
 
 def _train_network(mesh_net, settings, refinements, data, device, progress, cancel):

@@ -50,7 +50,9 @@ def tiny_implicit(arch: Architecture = SMALL, seed: int = 0, storage: str = "flo
 
 def reseal(f) -> None:
     """Recompute the checksum of an open file from what it holds, so a case tests only its class."""
-    layers = [{k: f["layers"][str(i)][k][()] for k in f["layers"][str(i)]} for i in range(len(f["layers"]))]
+    groups = [f["layers"]] + ([f["members"][k] for k in sorted(f["members"])]
+                              if "members" in f else [])
+    layers = [{k: g[str(i)][k][()] for k in g[str(i)]} for g in groups for i in range(len(g))]
     f.attrs["checksum"] = checksum(f.attrs["architecture"], f.attrs["storage"], f["transform"][()], layers)
 
 
@@ -307,7 +309,7 @@ def spec_cases(tmpdir) -> list[Case]:
                                 ("version_string", "1", "format_version"),
                                 ("version_bool", True, "format_version"),
                                 ("version_array", np.array([1]), "format_version"),
-                                ("version_zero", 0, "version"), ("version_newer", 2, "newer")]:
+                                ("version_zero", 0, "version"), ("version_newer", 3, "newer")]:
         out.append(Case(name, "spec", _edit(tmpdir, name, _set("format_version", value)), "error",
                         needle=needle))
     for name, A, needle in [("mirrored_transform", np.diag([-2.0, 2.0, 2.0]), "mirror"),
@@ -370,7 +372,41 @@ def valid_cases(tmpdir) -> list[Case]:
     out.append(Case("big_endian_arrays", "valid", _edit(tmpdir, "big_endian", big_endian, sealed=True), "ok"))
     out.append(Case("version_unsigned", "valid",
                     _edit(tmpdir, "version_u8", _set("format_version", np.uint8(1))), "ok"))
+    out += member_cases(tmpdir)
     return out
+
+
+def _members(count: int, version: int = 2, names=None, edit=None):
+    """An edit adding ``count`` copies of the first network under /members (format version 2)."""
+    def apply(f):
+        for k in range(count):
+            f.copy(f["layers"], f"members/{names[k] if names else k}")
+        f.attrs["format_version"] = version
+        if edit is not None:
+            edit(f)
+    return apply
+
+
+def member_cases(tmpdir) -> list[Case]:
+    """Version 2's /members: a valid union loads; a version 1 file with members, too many networks,
+    misnamed members and members of the wrong shape are refused in one line."""
+    return [
+        Case("members_valid", "valid", _edit(tmpdir, "members_valid", _members(2), sealed=True), "ok"),
+        Case("members_in_version_1", "spec",
+             _edit(tmpdir, "members_v1", _members(1, version=1), sealed=True), "error",
+             needle="version 2"),
+        Case("members_too_many", "spec", _edit(tmpdir, "members_many", _members(16), sealed=True),
+             "error", needle="networks"),
+        Case("members_misnamed", "spec",
+             _edit(tmpdir, "members_names", _members(1, names=["x"]), sealed=True), "error",
+             needle="members"),
+        Case("members_wrong_shape", "spec", _edit(
+            tmpdir, "members_shape",
+            _members(1, edit=lambda f: _replace(f, "members/0/0/W", shape=(3, 5), dtype="<f4")),
+            sealed=True), "error", needle="shape"),
+        Case("members_unsealed", "spec", _edit(tmpdir, "members_unsealed", _members(1)), "error",
+             needle="checksum"),
+    ]
 
 
 # ============================================================================ the paper's Keras files
