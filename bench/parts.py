@@ -1,17 +1,19 @@
 """Separate parts (issue 18): do they stay apart, and do small parts survive?
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m bench.parts                          # every case, gap sampling on
-    OMP_NUM_THREADS=1 .venv/bin/python -m bench.parts --variants before after  # off and on, one process
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.parts                          # every case, the default
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.parts --variants one split     # one network, and split
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.parts cubes0.5 63451.stl --json bench/out/parts.json
 
-Cases: three unit cubes in a row whose gaps are 0.5, 1, 2 and 5 % of the shape's size (its radius,
+Cases: three unit cubes in a row 0.5 % of a cube's side apart (``side0.5``, the issue's case), and
+whose gaps are 0.5, 1, 2 and 5 % of the shape's size (its radius,
 the unit-sphere frame's 1: the convention of core.geometry.remesh.gap_warning's message), a 3 x 3
 array of cubes 1 % apart, a cloth-like sheet (an open, folded 40 x 40-quad square: one part, shell
 mode), and the many-part shared meshes 63451.stl (30 polyhedra) and multibody.stl (2 bodies). Each
 is converted at default settings (one torch thread, one attempt of
 core.conversion.checked.convert_checked, seed 0), in each
-variant: ``before`` = no gap samples (``gap_fraction=0``, the default), ``after`` = 10 % gap samples
-(``gap_fraction=0.1``, core/samples/gaps.py).
+variant (:data:`VARIANTS`): ``split`` = the default (separate networks for parts that nearly touch,
+core/samples/parts.py), ``one`` = a single network (``part_networks="one"``), ``before`` /
+``after`` = a single network without and with 10 % gap samples (core/samples/gaps.py).
 The network is remeshed at 256^3 and 512^3; for each the connected components are counted (all of
 them, and those holding at least 0.1 % of the remesh's area, so specks do not count) against the
 source's, and the 512^3 remesh is measured against the source by
@@ -42,8 +44,14 @@ from core.samples.openness import boundary_edge_count, face_components
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MESHES = os.path.normpath(os.path.join(ROOT, os.pardir, "shared", "meshes"))
 OUT = os.path.join(ROOT, "bench", "out", "parts.json")
-CASES = ("cubes0.5", "cubes1", "cubes2", "cubes5", "array1", "sheet", "63451.stl", "multibody.stl")
-VARIANTS = {"before": {"gap_fraction": 0.0}, "after": {"gap_fraction": 0.1}}
+CASES = ("side0.5", "cubes0.5", "cubes1", "cubes2", "cubes5", "array1", "sheet", "63451.stl",
+         "multibody.stl")
+#: ``one`` = a single network (the narrow-gap recipe of gap_factor); ``split`` = the default, one
+#: network per group of parts far apart (core.samples.parts); ``before`` / ``after`` = one network
+#: without and with gap samples (the first study of docs/open-geometry.md).
+VARIANTS = {"one": {"part_networks": "one"}, "split": {},
+            "before": {"gap_fraction": 0.0, "part_networks": "one"},
+            "after": {"gap_fraction": 0.1, "part_networks": "one"}}
 RESOLUTIONS = (256, 512)
 #: Remesh components smaller than this share of its area are specks, not parts.
 SPECK = 1e-3
@@ -85,7 +93,20 @@ def sheet(n: int = 40):
     return mesh_from_arrays(V, F, name=f"sheet{n}x{n}")
 
 
+def side_cubes(gap: float, n: int = 3):
+    """n unit cubes in a row ``gap`` of a cube's side apart (the issue's "three unit cubes with
+    0.5 % gaps": 0.3 % of the radius)."""
+    Vs, Fs = [], []
+    for i in range(n):
+        V, F = _box([i * (1 + gap), 0, 0], [i * (1 + gap) + 1, 1, 1])
+        Fs.append(F + 8 * len(Vs))
+        Vs.append(V)
+    return mesh_from_arrays(np.concatenate(Vs), np.concatenate(Fs), name=f"{n} cubes {100 * gap:g}% of a side")
+
+
 def load(case: str):
+    if case.startswith("side"):
+        return side_cubes(float(case[4:]) / 100)
     if case.startswith("cubes"):
         return cube_array(float(case[5:]) / 100)
     if case.startswith("array"):
@@ -114,7 +135,8 @@ def measure(case: str, variant: str) -> dict:
         return {**row, "check_passed": False, "failure": str(e), "seconds": time.perf_counter() - t0}
     row["seconds"] = time.perf_counter() - t0
     meta = result.implicit.metadata
-    row.update(surface_error=result.surface_error, check_passed=result.verification.passed,
+    row.update(networks=result.implicit.network_count, weight_bytes=result.implicit.weight_bytes,
+               surface_error=result.surface_error, check_passed=result.verification.passed,
                warnings=list(result.warnings), surface_mode=meta["surface"]["mode"],
                finest_gap=(meta["surface"].get("openness") or {}).get("finest_gap"),
                gap_samples=result.sampling_stats.get("gaps"))
@@ -141,7 +163,7 @@ def _fmt(row: dict) -> str:
     warned = any(row[f"gap_warning_{r}"] for r in RESOLUTIONS)
     added = (row["gap_samples"] or {}).get("points", 0)
     return (f"| {row['case']} | {row['variant']} | {'-' if gap is None else f'{100 * gap / 0.9:.2f}%'} | "
-            f"{added:,} | {row['source_parts']} | {row['parts_256']} ({row['parts_256_big']}) | "
+            f"{added:,} | {row.get('networks', 1)} | {row['source_parts']} | {row['parts_256']} ({row['parts_256_big']}) | "
             f"{row['parts_512']} ({row['parts_512_big']}) | {row['chamfer']:.5f} | {row['hausdorff']:.4f} | "
             f"{row['surface_error']:.5f} | {'passed' if row['check_passed'] else 'FAILED'}"
             f"{', warned' if row['warnings'] else ''} | {'yes' if warned else 'no'} | {_joined(row)} | "
@@ -157,15 +179,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", nargs="*", default=list(CASES), help=f"any of {', '.join(CASES)}, "
                     "cubesG / arrayG for another gap G (percent), or a file of ../shared/meshes")
-    ap.add_argument("--variants", nargs="+", default=["after"], choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=["split"], choices=list(VARIANTS))
     ap.add_argument("--json", default=OUT)
     args = ap.parse_args(argv)
     rows = json.load(open(args.json)) if os.path.exists(args.json) else {}
     print(f"load average at start: {os.getloadavg()}")
-    print("| case | variant | finest gap | gap samples | source parts | parts 256³ (≥0.1 % area) | "
+    print("| case | variant | finest gap | gap samples | networks | source parts | parts 256³ (≥0.1 % area) | "
           "parts 512³ (≥0.1 % area) | Chamfer 512³ | Hausdorff 512³ | surface error | check | "
           "remesh gap warning | pairs joined | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         for variant in args.variants:
             row = measure(case, variant)

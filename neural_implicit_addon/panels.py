@@ -168,7 +168,8 @@ class NI_PT_implicit(NeuralPanel, bpy.types.Panel):
         rows = [
             ("Network", f"{a.layers} x {a.hidden} {a.activation}"
                         + (f", encoding {a.encoding_frequencies}" if a.encoding_frequencies else "")),
-            ("Parameters", f"{a.parameters:,}"),
+            ("Parameters", f"{implicit.parameters:,}" + (
+                f" ({implicit.network_count} networks)" if implicit.members else "")),
             ("Weights", f"{_fmt_bytes(implicit.weight_bytes)} ({implicit.storage})"),
             ("Stored", _fmt_bytes(len(props.data) * 3 // 4)),
             *check_rows(context.scene, obj, implicit),

@@ -121,3 +121,31 @@ def test_paper_file_is_recognised():
     from helpers import PAPER_WEIGHTS
     with pytest.raises(FileFormatError, match="import-paper"):
         load(f"{PAPER_WEIGHTS}/50736_sf.h5")
+
+
+def test_the_documented_reader_evaluates_a_file_of_several_networks(tmp_path, monkeypatch):
+    """docs/file-format.md's Python reader (h5py and numpy only) gives the reference's values on a
+    version 2 file (two networks, the shape their union), so the page cannot drift from the code."""
+    import os
+
+    from core.representation.fileformat import save
+    from core.representation.implicit import Implicit
+    from core.representation.layout import Architecture
+
+    doc = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "file-format.md")).read()
+    code = doc.split("Python without this project:")[1].split("```python")[1].split("```")[0]
+    arch = Architecture(3, 16, "relu", 0)
+    rng = np.random.default_rng(0)
+
+    def network():
+        return ([rng.normal(size=s).astype(np.float32) * 0.5 for s in arch.layer_shapes()],
+                [rng.normal(size=s[0]).astype(np.float32) * 0.1 for s in arch.layer_shapes()])
+
+    imp = Implicit(arch, *network(), np.diag([2.0, 2.0, 2.0, 1.0]), members=[network()])
+    save(imp, tmp_path / "bunny.h5")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(code, namespace)
+    P = rng.uniform(-0.5, 0.5, (200, 3))
+    assert np.allclose(namespace["sdf"](P), imp.evaluate_mesh_frame(P) * 2.0, atol=1e-6)
+    assert not np.allclose(imp.network(0).evaluate_mesh_frame(P), imp.evaluate_mesh_frame(P))

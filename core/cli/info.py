@@ -17,12 +17,15 @@ def run(args) -> int:
     from ..representation.fileformat import FORMAT_VERSION, load
 
     imp = load(args.file)
-    d = {"file": args.file, "bytes": os.path.getsize(args.file), "format_version": FORMAT_VERSION,
+    d = {"file": args.file, "bytes": os.path.getsize(args.file),
+         "format_version": FORMAT_VERSION if imp.members else 1,
          **imp.describe(), "metadata": imp.metadata}
     a = imp.architecture
     lines = [f"{args.file}: {a.layers} x {a.hidden} {a.activation}"
              + (f", positional encoding L={a.encoding_frequencies}" if a.encoding_frequencies else "")
-             + f", {a.parameters:,} parameters, {imp.storage} weights ({imp.weight_bytes:,} bytes)"]
+             + (f", {imp.network_count} networks (one per group of parts far apart; the shape is "
+                f"their union)" if imp.members else "")
+             + f", {imp.parameters:,} parameters, {imp.storage} weights ({imp.weight_bytes:,} bytes)"]
     for key in ("source", "surface_error", "final_loss"):
         if key in imp.metadata:
             lines.append(f"  {key}: {imp.metadata[key]}")

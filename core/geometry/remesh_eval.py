@@ -111,6 +111,7 @@ def fast_evaluator(implicit):
     anything else (a duck-typed implicit, a subclass that evaluates differently), which keeps its
     own ``evaluate``."""
     from ..representation.implicit import Implicit
-    if type(implicit) is not Implicit or implicit.architecture.activation not in ("relu", "sine"):
+    if type(implicit) is not Implicit or implicit.members \
+            or implicit.architecture.activation not in ("relu", "sine"):
         return None
     return FastEvaluator(implicit)

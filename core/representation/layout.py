@@ -244,7 +244,12 @@ def network_texels(arch) -> int:
 
 
 def pack_weights(implicit) -> np.ndarray:
-    """The network's weights as (n_texels, 4) float32 in the texel layout (module docstring)."""
+    """The network's weights as (n_texels, 4) float32 in the texel layout (module docstring). One
+    network: a shape of several (``Implicit.members``) is drawn as their CSG union
+    (core.geometry.csg.CSGShape makes one leaf per network)."""
+    if getattr(implicit, "members", None):
+        raise InputError(f"a shape of {implicit.network_count} networks has no single weight "
+                         "texture: draw it as a CSGShape (their union)")
     blocks = []
     last = len(implicit.weights) - 1
     for i, (W, b) in enumerate(zip(implicit.weights, implicit.biases)):

@@ -130,6 +130,34 @@ def test_shader_network_equals_numpy_for_every_activation_and_encoding(ni):
         assert err < 1e-5, (arch, err)
 
 
+def test_a_shape_of_several_networks_is_drawn_as_their_union(ni):
+    """Implicit.members (core.samples.parts): the shader evaluates the CSG union the viewport draws
+    it as (one leaf per network), equal to numpy's minimum; one weight texture for all of them
+    is refused rather than drawing the first network alone."""
+    import importlib
+
+    csg = importlib.import_module(ni.implicit.__name__.replace("representation.implicit",
+                                                               "geometry.csg"))
+    arch = ni.implicit.Architecture(2, 8, "relu", 0)
+    rng = np.random.default_rng(1)
+
+    def network():
+        return ([rng.normal(0, 0.6 / np.sqrt(n), (o, n)) for o, n in arch.layer_shapes()],
+                [rng.normal(0, 0.1, o) for o, _ in arch.layer_shapes()])
+
+    imp = ni.implicit.Implicit(arch, *network(), members=[network(), network()])
+    shape = csg.CSGShape(imp)
+    assert len(shape.leaves()) == 3
+    Q = rng.uniform(-0.55, 0.55, (1000, 3)).astype(np.float32)     # inside every network's ball
+    gpu = ni.viewport.evaluate_on_gpu(shape, Q)
+    assert np.abs(gpu - shape.evaluate(Q)).max() < 1e-5
+    X = shape.to_mesh(Q)
+    clipped = np.maximum(imp.evaluate(X), np.linalg.norm(X, axis=1) - 1.0)   # the ball's clip
+    assert np.abs(shape.evaluate(Q) - clipped).max() < 1e-5
+    with pytest.raises(Exception, match="CSGShape"):
+        ni.viewport.evaluate_on_gpu(imp, Q)
+
+
 def test_offscreen_render_matches_numpy_reference(ni):
     """Hit mask IoU >= 0.98, depth within 1e-4 and colour within 1/255, perspective and
     orthographic, identity and non-uniformly scaled, rotated object matrices; no GPU errors."""
