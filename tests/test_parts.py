@@ -215,6 +215,9 @@ def test_parts_that_nearly_touch_get_networks_of_their_own_and_stay_apart():
     assert imp.network_count == 2 and imp.parameters == 2 * SMALL.architecture.parameters
     parts = imp.metadata["parts"]
     assert parts["networks"] == 2 and parts["narrow_pairs"] == 2 and parts["finest_gap_within"] is None
+    assert imp.metadata["narrow_gaps"]["factor"] == 2.0            # each network trains longer
+    assert imp.metadata["settings"]["epochs"] == 2 * SMALL.epochs   # what ran, as recorded
+    assert all(p["epochs_run"] == 2 * SMALL.epochs for p in parts["per_network"])
     assert sorted(parts["group_of_part"]) == [0, 0, 1] or sorted(parts["group_of_part"]) == [0, 1, 1]
     assert not any("joins" in w for w in r.warnings)
     Q = np.random.default_rng(0).uniform(-1, 1, (2000, 3))
@@ -242,3 +245,26 @@ def test_parts_far_apart_touching_or_nested_share_one_network():
     V, F, _ = network_frame(m)
     g = part_groups(V, F)
     assert g.parts == 4 and g.solids == 2 and g.groups == 2 and g.narrow_pairs == 1
+
+
+def test_more_parts_than_the_gap_measure_takes_are_grouped_too():
+    """81 cubes 1 % of a side apart: the gap measured before training stops at 64 parts, the
+    grouping goes on (a 9 x 9 array needs 4 networks: diagonal neighbours nearly touch too)."""
+    from core.samples.openness import MAX_GAP_PARTS
+    from core.samples.shell import resolve
+    from core.training.convert import groups_for
+
+    Vs, Fs = [], []
+    for i in range(9):
+        for j in range(9):
+            V, F = box([i * 1.01, j * 1.01, 0], [i * 1.01 + 1, j * 1.01 + 1, 1])
+            Fs.append(F + 8 * len(Vs))
+            Vs.append(V)
+    mesh = mesh_from_arrays(np.concatenate(Vs), np.concatenate(Fs))
+    V, F, _ = network_frame(mesh)
+    surface = resolve(V, F, SMALL)
+    assert surface.openness.components == 81 > MAX_GAP_PARTS and surface.openness.finest_gap is None
+    g = groups_for(mesh.transformed(mesh.normalization()), surface, SMALL)
+    assert g.parts == 81 and g.groups == 4 and len(g.record()["group_of_part"]) == 81
+    assert groups_for(mesh.transformed(mesh.normalization()), surface,
+                      SMALL.replace(part_networks="one")) is None

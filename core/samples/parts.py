@@ -13,9 +13,8 @@ meshes each network alone (core.geometry.remesh), so the parts stay apart at any
 
 Parts that touch or overlap (nearer than ``TOUCHING``, or one inside the other) form one solid and
 always share a network. A mesh of one part, of parts all far apart, of more than
-core.samples.openness.MAX_GAP_PARTS parts, or whose groups would need more than
-:data:`MAX_MEMBERS` networks, is converted with one network as before (the narrow-gap recipe of
-core.samples.gaps applies then).
+:data:`MAX_SPLIT_PARTS` parts, or whose groups would need more than :data:`MAX_MEMBERS` networks,
+is converted with one network as before (the narrow-gap recipe of core.samples.gaps applies then).
 
 Frames: network frame of the whole shape (core/common/constants.py).
 """
@@ -28,17 +27,23 @@ import numpy as np
 
 from ..meshes.mesh import Mesh
 from .gaps import NARROW, pair_gaps
-from .openness import MAX_GAP_PARTS, TOUCHING, face_components
+from .openness import TOUCHING, face_components
 from .sampling import SignedDistance, sample_surface
 
 #: Most networks one conversion makes (the file format takes 16).
 MAX_MEMBERS = 8
+#: Most separate parts examined (one distance tree each, queried only near its bounding box; the
+#: file's metadata lists each part's network). The gap measured before training stops at
+#: core.samples.openness.MAX_GAP_PARTS; this search goes further.
+MAX_SPLIT_PARTS = 1024
 #: Surface points that find the close pairs: parts that face each other only at an edge or a corner
 #: need many (core.samples.gaps.JOINED_POINTS measured it on 63451.stl).
 GROUP_POINTS = 300_000
+#: Surface points of a part tested against a neighbour for nesting (one inside the other).
+NESTED_POINTS = 500
 #: Same-group parts nearer than this many NARROW are looked for, to record the finest gap a network
 #: holds (the remesh's warning needs it).
-WITHIN_REACH = 4.0
+WITHIN_REACH = 1.5
 
 
 @dataclass
@@ -90,7 +95,7 @@ def part_groups(V: np.ndarray, F: np.ndarray, seed: int = 0) -> PartGroups | Non
     closer than :data:`NARROW`; None when one network does (module docstring)."""
     F = np.asarray(F, np.int64)
     n, labels = face_components(F)
-    if not 2 <= n <= MAX_GAP_PARTS:
+    if not 2 <= n <= MAX_SPLIT_PARTS:
         return None
     V = np.asarray(V, np.float64)
     S, fid = sample_surface(V, F, GROUP_POINTS, np.random.default_rng([seed, 14]))
@@ -137,13 +142,19 @@ def _nested(V, F, labels, S, own, pairs):
     inside another, or overlapping without touching where sampled): one solid, not a gap."""
     out = []
     trees = {}
+    order = np.argsort(own, kind="stable")
+    bounds = np.searchsorted(own[order], np.arange(labels.max() + 2))
+    lows, highs = {}, {}
     for p, q in pairs:
         for x, y in ((p, q), (q, p)):
-            pts = S[own == x]
-            if len(pts) > 2000:
-                pts = pts[:: len(pts) // 2000]
+            pts = S[order[bounds[x]:bounds[x + 1]]]
+            if len(pts) > NESTED_POINTS:
+                pts = pts[:: len(pts) // NESTED_POINTS]
             if y not in trees:
-                trees[y] = SignedDistance(V, F[labels == y])
+                Fy = F[labels == y]
+                trees[y] = SignedDistance(V, Fy)
+                lows[y], highs[y] = V[Fy].min((0, 1)), V[Fy].max((0, 1))
+            pts = pts[((pts >= lows[y]) & (pts <= highs[y])).all(1)]    # inside needs the box
             if len(pts) and trees[y].inside(pts).any():
                 out.append((p, q))
                 break

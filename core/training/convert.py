@@ -24,7 +24,8 @@ from ..geometry.metrics import surface_error
 from ..meshes.mesh import Mesh
 from ..representation.implicit import Implicit
 from ..representation.quantize import with_storage
-from ..samples.gaps import narrow, narrow_gap_settings, with_gap_samples
+from ..samples.gaps import longer, narrow, narrow_gap_settings, with_gap_samples
+from ..samples.openness import MAX_GAP_PARTS
 from ..samples.parts import part_groups
 from ..samples.sampling import SampleSet, importance_sample, merge, surface_set, with_far_field
 from ..samples.shell import distance_for, resolve
@@ -222,11 +223,12 @@ def groups_for(mesh_net: Mesh, surface, settings: ConversionSettings):
     """The groups of parts a closed-mode conversion trains as separate networks
     (core.samples.parts.part_groups), or None for one network: ``settings.part_networks`` is
     "one", the surface is a shell, or the detection found no parts closer than NARROW (when the
-    detection ran: ``surface="closed"`` skips it, and the groups are searched directly)."""
+    detection ran and measured the gap: ``surface="closed"`` skips it, and it stops at
+    MAX_GAP_PARTS parts; then the groups are searched directly)."""
     if settings.part_networks != "auto" or surface.mode != "closed":
         return None
     o = surface.openness
-    if o is not None and not narrow(o.components, o.finest_gap):
+    if o is not None and o.components <= MAX_GAP_PARTS and not narrow(o.components, o.finest_gap):
         return None
     return part_groups(mesh_net.V, mesh_net.F, settings.seed)
 
@@ -235,14 +237,17 @@ def convert_parts(mesh: Mesh, T: np.ndarray, groups, surface, settings: Conversi
                   progress=None, cancel=None, refinements=None, while_sampling=None,
                   t0: float | None = None) -> ConversionResult:
     """One network per group of parts (core.samples.parts), each trained on its parts alone in the
-    whole shape's frame ``T`` with ``settings``; the result is their union (``Implicit.members``),
+    whole shape's frame ``T`` with ``settings`` made longer by ``gap_factor``
+    (core.samples.gaps.longer); the result is their union (``Implicit.members``),
     measured against the whole mesh. Its metadata is a conversion's, plus ``parts`` (the split and
     each network's own figures)."""
     t0 = time.perf_counter() if t0 is None else t0
     subs = groups.meshes(mesh)
+    settings, gaps = longer(settings, groups.finest_gap)
     report(progress, stage="sampling", fraction=0.0,
            message=f"separate parts {format_fraction(groups.finest_gap / MESH_RADIUS)} of the size "
-                   f"apart: {len(subs)} networks, one per group of parts far apart")
+                   f"apart: {len(subs)} networks, one per group of parts far apart"
+                   + (f", {gaps['factor']:g} x the samples and epochs" if gaps else ""))
     results = []
     for i, sub in enumerate(subs):
         tag = f"network {i + 1} of {len(subs)}"
@@ -269,6 +274,8 @@ def convert_parts(mesh: Mesh, T: np.ndarray, groups, surface, settings: Conversi
     record["per_network"] = [{"surface_error": r.surface_error, "epochs_run": r.epochs_run,
                               "final_loss": r.final_loss} for r in results]
     implicit.metadata["parts"] = record
+    if gaps is not None:
+        implicit.metadata["narrow_gaps"] = gaps
     warnings = [w for r in results for w in r.warnings]
     return ConversionResult(implicit, err, final_loss, sampling, training, total,
                             max(r.epochs_run for r in results), results[0].device,
