@@ -368,6 +368,7 @@ GENERATORS = {
     "time_to_accuracy_thin": _simple("time_to_accuracy", "time_to_accuracy_thin.json"),
     "step_rate": _simple("time_to_accuracy", "step_rate.json", "step_table"),
     "budget_recipe": _simple("budget_recipe", "budget_recipe.json"),
+    "parts": _simple("parts", "parts_split.json"),
     "sizing": sizing, "extraction": extraction, "headline": headline,
     "headline_bytes": headline_bytes,
     "core_targets": core_targets, "gpu_check": gpu_check,

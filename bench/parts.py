@@ -170,6 +170,23 @@ def _fmt(row: dict) -> str:
             f"{row['seconds']:.0f} |")
 
 
+HEADER = ("| case | variant | finest gap | gap samples | networks | source parts | parts 256³ (≥0.1 % area) | "
+          "parts 512³ (≥0.1 % area) | Chamfer 512³ | Hausdorff 512³ | surface error | check | "
+          "remesh gap warning | pairs joined | s |\n|" + "---|" * 15)
+
+
+def table(rows: dict) -> str:
+    """The rows of a JSON file this bench wrote, as docs/results.md shows them (bench.make_results):
+    every case, its variants in the order of :data:`VARIANTS`."""
+    cases = list(dict.fromkeys(r["case"] for r in rows.values()))
+    lines = [HEADER]
+    for case in cases:
+        for variant in VARIANTS:
+            if f"{case} {variant}" in rows:
+                lines.append(_fmt(rows[f"{case} {variant}"]))
+    return "\n".join(lines)
+
+
 def _joined(row: dict) -> str:
     j = row.get("joined")
     return "-" if not j or not j["pairs"] else f"{len(j['joined'])} of {j['pairs']}"
@@ -184,10 +201,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = json.load(open(args.json)) if os.path.exists(args.json) else {}
     print(f"load average at start: {os.getloadavg()}")
-    print("| case | variant | finest gap | gap samples | networks | source parts | parts 256³ (≥0.1 % area) | "
-          "parts 512³ (≥0.1 % area) | Chamfer 512³ | Hausdorff 512³ | surface error | check | "
-          "remesh gap warning | pairs joined | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(HEADER)
     for case in args.cases:
         for variant in args.variants:
             row = measure(case, variant)

@@ -220,6 +220,7 @@ def test_parts_that_nearly_touch_get_networks_of_their_own_and_stay_apart():
     assert all(p["epochs_run"] == 2 * SMALL.epochs for p in parts["per_network"])
     assert sorted(parts["group_of_part"]) == [0, 0, 1] or sorted(parts["group_of_part"]) == [0, 1, 1]
     assert not any("joins" in w for w in r.warnings)
+    assert any("converted as 2 networks" in w for w in r.warnings)      # said, not silent
     Q = np.random.default_rng(0).uniform(-1, 1, (2000, 3))
     assert np.array_equal(imp.evaluate(Q), np.minimum(imp.network(0).evaluate(Q),
                                                       imp.network(1).evaluate(Q)))

@@ -4,9 +4,7 @@ import sys
 
 import numpy as np
 
-from ..common.constants import MESH_RADIUS
 from ..common.errors import InputError
-from ..common.units import format_fraction
 from ..common.outputs import check_output
 from .flags import add_settings_arguments, add_size_arguments, settings_from_args, size_from_args
 from .output import accuracy_lines, emit, progress_bar, warn
@@ -49,12 +47,8 @@ def run(args) -> int:
         f"wrote {args.output} ({size:,} bytes; weights {result.implicit.weight_bytes:,} bytes, "
         f"{result.implicit.parameters:,} parameters, {a.layers} x {a.hidden} "
         f"{result.implicit.storage})"]
-    parts = result.implicit.metadata.get("parts")
-    if isinstance(parts, dict):
-        out["parts"] = parts
-        lines.append(f"{parts['parts']} separate parts, some {format_fraction(parts['finest_gap'] / MESH_RADIUS)} "
-                     f"of the size apart: {parts['networks']} networks, one per group of parts far "
-                     f"apart (the shape is their union; --part-networks one for a single network)")
+    if isinstance(result.implicit.metadata.get("parts"), dict):
+        out["parts"] = result.implicit.metadata["parts"]      # the note is among the warnings
     if "sizing" in result.implicit.metadata:
         sz = result.implicit.metadata["sizing"]
         out["sizing"] = sz

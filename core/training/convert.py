@@ -253,8 +253,11 @@ def convert_parts(mesh: Mesh, T: np.ndarray, groups, surface, settings: Conversi
         tag = f"network {i + 1} of {len(subs)}"
         part = None if progress is None else (
             lambda p, tag=tag: progress(replace(p, message=f"{tag}: {p.message}" if p.message else tag)))
-        results.append(convert_mesh(sub, settings, part, cancel, refinements,
-                                    while_sampling=while_sampling if i == 0 else None, frame=T))
+        # the whole shape was judged closed: a group on its own must not be judged again (a
+        # group holding the open parts could look open, and the union mix shells with solids)
+        results.append(convert_mesh(sub, settings.replace(surface="closed"), part, cancel,
+                                    refinements, while_sampling=while_sampling if i == 0 else None,
+                                    frame=T))
     first = results[0].implicit
     implicit = Implicit(first.architecture, first.weights, first.biases, T, {}, first.storage,
                         [(r.implicit.weights, r.implicit.biases) for r in results[1:]])
@@ -276,11 +279,20 @@ def convert_parts(mesh: Mesh, T: np.ndarray, groups, surface, settings: Conversi
     implicit.metadata["parts"] = record
     if gaps is not None:
         implicit.metadata["narrow_gaps"] = gaps
-    warnings = [w for r in results for w in r.warnings]
+    warnings = [split_note(record)] + [w for r in results for w in r.warnings]
     return ConversionResult(implicit, err, final_loss, sampling, training, total,
                             max(r.epochs_run for r in results), results[0].device,
                             peak_memory_mb(), stats, [h for r in results for h in r.history],
                             warnings=warnings)
+
+
+def split_note(record: dict) -> str:
+    """What a user is told about a split (the command line, Blender's report, convert-dir's
+    manifest): a file of several networks needs a reader of format version 2."""
+    return (f"{record['parts']} separate parts, some {format_fraction(record['finest_gap'] / MESH_RADIUS)} "
+            f"of the size apart: converted as {record['networks']} networks, one per group of parts "
+            f"far apart, so they stay apart (the shape is their union; file format version 2; "
+            f"part_networks 'one' for a single network)")
 
 
 def _train_network(mesh_net, settings, refinements, data, device, progress, cancel):
