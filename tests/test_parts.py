@@ -269,3 +269,48 @@ def test_more_parts_than_the_gap_measure_takes_are_grouped_too():
     assert g.parts == 81 and g.groups == 4 and len(g.record()["group_of_part"]) == 81
     assert groups_for(mesh.transformed(mesh.normalization()), surface,
                       SMALL.replace(part_networks="one")) is None
+
+
+# ---------------------------------------------------------------- small loose parts
+
+def _sphere_and_speck(size):
+    """A sphere (radius 1) and, 0.5 away, a cube of side ``size`` (0.02: 0.02 % of the area)."""
+    n = 24
+    th, ph = np.linspace(0, np.pi, n)[1:-1], np.linspace(0, 2 * np.pi, 2 * n, endpoint=False)
+    V = [[0, 0, 1]] + [[np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)] for t in th for p in ph]
+    V.append([0, 0, -1])
+    m, F = len(ph), []
+    F += [[0, 1 + j, 1 + (j + 1) % m] for j in range(m)]
+    for i in range(len(th) - 1):
+        for j in range(m):
+            a, b = 1 + i * m + j, 1 + i * m + (j + 1) % m
+            F += [[a, a + m, b], [b, a + m, b + m]]
+    last, base = len(V) - 1, 1 + (len(th) - 1) * m
+    F += [[last, base + (j + 1) % m, base + j] for j in range(m)]
+    V2, F2 = box([1.5, 0, 0], [1.5 + size, size, size])
+    return mesh_from_arrays(np.concatenate([np.array(V), V2]), np.concatenate([np.array(F), F2 + len(V)]))
+
+
+def test_a_small_loose_part_gets_samples_of_its_own_and_a_lost_one_is_named(monkeypatch):
+    """A cube 2 % of the size beside a sphere: area-proportional sampling gives it a few dozen
+    points and the network drops it; the floor of samples per part keeps it (two pieces), and a
+    network without it is named by the check (the part is too small for the check's own points)."""
+    import core.samples.parts as parts
+    from core.samples.openness import face_components
+    from core.training.convert import training_set
+
+    mesh = _sphere_and_speck(0.02)
+    m = mesh.transformed(mesh.normalization())
+    data = training_set(m, SMALL, np.random.default_rng(0))
+    assert data.stats["small_parts"] == {"parts": 1, "points": 3000, "per_part": 3000}
+    one = mesh_from_arrays(*box([0, 0, 0], [1, 1, 1]))            # one part: the set as before
+    assert "small_parts" not in training_set(one.transformed(one.normalization()), SMALL,
+                                             np.random.default_rng(0)).stats
+    settings = ConversionSettings(threads=1)        # the defaults: SMALL's network is too small
+    kept = convert_checked(mesh, settings, attempts=1)
+    assert face_components(remesh(kept.implicit, 256).F)[0] == 2
+    assert not any("missing" in w for w in kept.warnings)
+    monkeypatch.setattr(parts, "PART_FLOOR", 0)
+    lost = convert_checked(mesh, settings, attempts=1)
+    assert face_components(remesh(lost.implicit, 256).F)[0] == 1
+    assert any("too small for the check" in w and "missing from the network" in w for w in lost.warnings)

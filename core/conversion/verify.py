@@ -286,13 +286,74 @@ def _missing_parts(mesh: Mesh, S: np.ndarray, face_ids: np.ndarray, remeshed, im
     counts = np.bincount(part, minlength=n)
     means = np.bincount(part, weights=dist, minlength=n) / np.maximum(counts, 1)
     missing = np.nonzero((counts >= MIN_PART_POINTS) & (means > limit))[0]
-    if not len(missing):
+    small = _small_parts_missing(mesh, labels, n, counts, implicit, limit, sd)
+    if not len(missing) and not small:
         return []
-    worst = missing[np.argmax(counts[missing])]
-    return [f"{len(missing)} of the source's {n} separate parts are missing from the result "
-            f"(the largest, {format_fraction(counts[worst] / len(S))} of the surface, lies "
-            f"{format_fraction(means[worst])} of the size away): small or close parts were "
-            "lost or merged (more epochs, a larger network or more samples help)"]
+    out = []
+    if len(missing):
+        worst = missing[np.argmax(counts[missing])]
+        out.append(f"{len(missing)} of the source's {n} separate parts are missing from the result "
+                   f"(the largest, {format_fraction(counts[worst] / len(S))} of the surface, lies "
+                   f"{format_fraction(means[worst])} of the size away): small or close parts were "
+                   "lost or merged (more epochs, a larger network or more samples help)")
+    if small:
+        out.append(f"{small} of the source's {n} separate parts, each too small for the check's "
+                   f"{len(S):,} points, are missing from the network (it has no inside there, or "
+                   f"its values on them average above {format_fraction(limit)} of the size): more "
+                   "epochs or samples help")
+    return out
+
+
+#: Points drawn on each separate part too small for the check's area-uniform points.
+SMALL_PART_POINTS = 50
+
+
+def _small_parts_missing(mesh: Mesh, labels, n: int, counts, implicit, limit: float,
+                         sd: SignedDistance | None) -> int:
+    """How many of the parts with fewer than MIN_PART_POINTS of the check's points the network
+    lacks, judged on SMALL_PART_POINTS points drawn on each: the network's mean |value| there
+    (unit-sphere frame) above ``limit``, or no point just inside the part (closed; for a shell,
+    the part's own points, which lie inside the shell) where the network is negative. Why the
+    network and not the coarse mesh: a part smaller than the coarse mesh's cells is not in it even
+    when the network has it."""
+    small = np.nonzero(counts < MIN_PART_POINTS)[0]
+    if not len(small):
+        return 0
+    T = implicit.transform
+    V = mesh.V @ T[:3, :3].T + T[:3, 3]
+    F = np.asarray(mesh.F, np.int64)
+    rng = np.random.default_rng(17)
+    step = BOUNDARY_STEP * implicit.scale / _unit_scale(mesh)
+    points, inner, of_points, of_inner = [], [], [], []
+    for k in small:
+        faces = F[labels == k]
+        P, fid = sample_surface(V, faces, SMALL_PART_POINTS, rng)
+        if sd is None:
+            Q = P                       # a shell: the sheet lies inside it
+        else:
+            a, b, c = (V[faces[fid, j]] for j in range(3))
+            normal = np.cross(b - a, c - a)
+            normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
+            # as for the large parts, only points on the boundary of the source's solid count
+            # (a part buried in another has no place in a signed distance)
+            boundary = sd.inside(P + step * normal) != sd.inside(P - step * normal)
+            if boundary.sum() < MIN_PART_POINTS // 4:
+                continue
+            P, normal = P[boundary], normal[boundary]
+            Q = np.concatenate([P - 0.5 * step * normal, P + 0.5 * step * normal])  # orientation
+        points.append(P)
+        inner.append(Q)
+        of_points.append(np.full(len(P), k))
+        of_inner.append(np.full(len(Q), k))
+    if not points:
+        return 0
+    f = implicit.evaluate(np.concatenate(points)) / implicit.scale * _unit_scale(mesh)
+    g = implicit.evaluate(np.concatenate(inner))
+    judged = np.unique(np.concatenate(of_points))
+    count = np.bincount(np.concatenate(of_points), minlength=n)[judged]
+    mean = np.bincount(np.concatenate(of_points), np.abs(f), minlength=n)[judged] / count
+    has_inside = np.bincount(np.concatenate(of_inner), g < 0, minlength=n)[judged] > 0
+    return int(((mean > limit) | ~has_inside).sum())
 
 
 def _unit_scale(mesh: Mesh) -> float:

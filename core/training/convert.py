@@ -26,7 +26,7 @@ from ..representation.implicit import Implicit
 from ..representation.quantize import with_storage
 from ..samples.gaps import longer, narrow, narrow_gap_settings, with_gap_samples
 from ..samples.openness import MAX_GAP_PARTS
-from ..samples.parts import part_groups
+from ..samples.parts import part_groups, with_small_part_samples
 from ..samples.sampling import SampleSet, importance_sample, merge, surface_set, with_far_field
 from ..samples.shell import distance_for, resolve
 from .prefetch import sample_beside_torch
@@ -102,10 +102,17 @@ def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Ge
     data, gaps = with_gap_samples(data, sd, mesh_net, settings.gap_fraction,
                                   np.random.default_rng([settings.seed, 3]), surface.openness,
                                   settings.seed)
+    # small separate parts: a floor of samples each (their own generator: a mesh of one part, or
+    # of no small part, gets the same set bit for bit)
+    data, small = with_small_part_samples(data, sd, mesh_net, settings.surface_sigma,
+                                          np.random.default_rng([settings.seed, 4]))
     if settings.far_fraction:
         data = with_far_field(data, sd, settings.far_fraction,
                               far_rng if far_rng is not None else np.random.default_rng([settings.seed, 2]))
     data.stats["surface"] = surface.to_dict()
+    if small is not None:
+        data.stats["small_parts"] = small
+        data.stats["surface"]["small_part_samples"] = small["points"]
     if gaps is not None and gaps.points:
         data.stats["gaps"] = gaps.to_dict()
         data.stats["surface"]["gap_samples"] = gaps.points
