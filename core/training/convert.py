@@ -103,9 +103,12 @@ def training_set(mesh_net: Mesh, settings: ConversionSettings, rng: np.random.Ge
                                   np.random.default_rng([settings.seed, 3]), surface.openness,
                                   settings.seed)
     # small separate parts: a floor of samples each (their own generator: a mesh of one part, or
-    # of no small part, gets the same set bit for bit)
-    data, small = with_small_part_samples(data, sd, mesh_net, settings.surface_sigma,
-                                          np.random.default_rng([settings.seed, 4]))
+    # of no small part, gets the same set bit for bit). Closed mode only: soup.stl's shell, whose
+    # 100 triangles cross each other, came out worse with it (Hausdorff 0.22 -> 0.28)
+    small = None
+    if surface.mode == "closed":
+        data, small = with_small_part_samples(data, sd, mesh_net, settings.surface_sigma,
+                                              np.random.default_rng([settings.seed, 4]))
     if settings.far_fraction:
         data = with_far_field(data, sd, settings.far_fraction,
                               far_rng if far_rng is not None else np.random.default_rng([settings.seed, 2]))
