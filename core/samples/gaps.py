@@ -182,7 +182,8 @@ def part_distances(V, F, labels, parts: int, S, own, reach: float):
         lo, hi = Vk.min(0) - reach, Vk.max(0) + reach
         slab = by_x[np.searchsorted(xs, lo[0]):np.searchsorted(xs, hi[0], side="right")]
         P = S[slab]
-        q = np.sort(slab[(own[slab] != k) & (P[:, 1:] >= lo[1:]).all(1) & (P[:, 1:] <= hi[1:]).all(1)])
+        inside = (P[:, 1:] >= lo[1:]).all(1) & (P[:, 1:] <= hi[1:]).all(1)
+        q = np.sort(slab[(own[slab] != k) & inside])
         if not len(q):
             continue
         tree = igl.AABB()

@@ -134,8 +134,8 @@ def part_groups(V: np.ndarray, F: np.ndarray, seed: int = 0) -> PartGroups | Non
     within = [g for k, g in zip(keys, gap) if g > TOUCHING
               and roots[k // n] != roots[k % n] and group_of_part[k // n] == group_of_part[k % n]]
     finest = float(gap[gap > TOUCHING].min()) if (gap > TOUCHING).any() else float(gap.min())
-    return PartGroups(group_of_part[labels], group_of_part, groups, n, len(set(roots.tolist())), len(edges),
-                      finest, float(min(within)) if within else None)
+    return PartGroups(group_of_part[labels], group_of_part, groups, n, len(set(roots.tolist())),
+                      len(edges), finest, float(min(within)) if within else None)
 
 
 def _nested(V, F, labels, S, own, pairs):
@@ -178,7 +178,7 @@ def _colouring(nodes: list, edges: set) -> dict:
 
 #: Near-surface samples each separate part gets at least (1 % of the default set): a part whose
 #: share of the surface area would give it fewer gets that many drawn on it. Why: samples crowd
-#: where the area is, so a small loose part (a cube 2 % of the size beside a sphere: about 30 points
+#: where the area is, so a small loose part (a cube 2 % of the size beside a sphere: about 60 points
 #: of 300,000) is dropped by the network, silently; 1,500 kept it beside one sphere and not another,
 #: 3,000 beside both (docs/open-geometry.md).
 PART_FLOOR = 3_000

@@ -263,7 +263,8 @@ def convert_parts(mesh: Mesh, T: np.ndarray, groups, surface, settings: Conversi
     for i, sub in enumerate(subs):
         tag = f"network {i + 1} of {len(subs)}"
         part = None if progress is None else (
-            lambda p, tag=tag: progress(replace(p, message=f"{tag}: {p.message}" if p.message else tag)))
+            lambda p, tag=tag: progress(replace(
+                p, message=f"{tag}: {p.message}" if p.message else tag)))
         # the whole shape was judged closed: a group on its own must not be judged again (a
         # group holding the open parts could look open, and the union mix shells with solids)
         results.append(convert_mesh(sub, settings.replace(surface="closed"), part, cancel,
