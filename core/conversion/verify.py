@@ -274,9 +274,7 @@ def _missing_parts(mesh: Mesh, S: np.ndarray, face_ids: np.ndarray, remeshed, im
         return []
     T = implicit.transform
     if sd is not None:
-        a, b, c = (sd.V[mesh.F[face_ids, k]] for k in range(3))
-        normal = np.cross(b - a, c - a)
-        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
+        normal = _unit_normals(sd.V, mesh.F[face_ids])
         step = BOUNDARY_STEP * implicit.scale / _unit_scale(mesh)
         boundary = sd.inside(S + step * normal) != sd.inside(S - step * normal)
         S, face_ids = S[boundary], face_ids[boundary]
@@ -331,9 +329,7 @@ def _small_parts_missing(mesh: Mesh, labels, n: int, counts, implicit, limit: fl
         if sd is None:
             Q = P                       # a shell: the sheet lies inside it
         else:
-            a, b, c = (V[faces[fid, j]] for j in range(3))
-            normal = np.cross(b - a, c - a)
-            normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
+            normal = _unit_normals(V, faces[fid])
             # as for the large parts, only points on the boundary of the source's solid count
             # (a part buried in another has no place in a signed distance)
             boundary = sd.inside(P + step * normal) != sd.inside(P - step * normal)
@@ -354,6 +350,13 @@ def _small_parts_missing(mesh: Mesh, labels, n: int, counts, implicit, limit: fl
     mean = np.bincount(np.concatenate(of_points), np.abs(f), minlength=n)[judged] / count
     has_inside = np.bincount(np.concatenate(of_inner), g < 0, minlength=n)[judged] > 0
     return int(((mean > limit) | ~has_inside).sum())
+
+
+def _unit_normals(V: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """(k, 3) unit normals of the triangles F (k, 3) of vertices V."""
+    a, b, c = (V[F[:, j]] for j in range(3))
+    normal = np.cross(b - a, c - a)
+    return normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
 
 
 def _unit_scale(mesh: Mesh) -> float:

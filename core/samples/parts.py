@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..common.constants import BOUND_RADIUS
-from ..meshes.mesh import Mesh
+from ..meshes.mesh import Mesh, triangle_areas
 from .gaps import NARROW, pair_gaps
 from .openness import TOUCHING, face_components
 from .sampling import SampleSet, SignedDistance, sample_surface
@@ -133,7 +133,7 @@ def part_groups(V: np.ndarray, F: np.ndarray, seed: int = 0) -> PartGroups | Non
     group_of_part = np.array([colour[r] for r in roots])
     within = [g for k, g in zip(keys, gap) if g > TOUCHING
               and roots[k // n] != roots[k % n] and group_of_part[k // n] == group_of_part[k % n]]
-    finest = float(gap[gap > TOUCHING].min()) if (gap > TOUCHING).any() else float(gap.min())
+    finest = float(gap[gap > TOUCHING].min())          # edges exist: some pair is narrow
     return PartGroups(group_of_part[labels], group_of_part, groups, n, len(set(roots.tolist())),
                       len(edges), finest, float(min(within)) if within else None)
 
@@ -198,8 +198,7 @@ def with_small_part_samples(data, sd: SignedDistance, mesh_net: Mesh, sigma: flo
     if not 2 <= n <= MAX_SPLIT_PARTS:
         return data, None
     V = np.asarray(mesh_net.V, np.float64)
-    a, b, c = V[F[:, 0]], V[F[:, 1]], V[F[:, 2]]
-    area = np.bincount(labels, 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1), minlength=n)
+    area = np.bincount(labels, triangle_areas(V, F), minlength=n)
     expected = len(data) * area / max(area.sum(), 1e-300)
     small = np.nonzero(expected < PART_FLOOR)[0]
     if not len(small):
